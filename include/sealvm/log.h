@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * log.h — diagnostics on stderr.
+ *
+ * Lines carry a level and, in the daemon, a timestamp and request id. The
+ * interface takes only format strings and plain values: there is no way to
+ * pass a struct sealvm_secret, and callers never format key material.
+ */
+#ifndef SEALVM_LOG_H
+#define SEALVM_LOG_H
+
+#include <stdbool.h>
+
+#include "sealvm/macro.h"
+
+enum sealvm_log_level {
+	SEALVM_LOG_ERROR = 0,
+	SEALVM_LOG_WARNING,
+	SEALVM_LOG_NOTICE,
+	SEALVM_LOG_INFO,
+	SEALVM_LOG_DEBUG,
+};
+
+/* Program name used as the line prefix ("sealvm", "sealvmd"). */
+void sealvm_log_set_ident(const char *ident);
+void sealvm_log_set_level(enum sealvm_log_level level);
+enum sealvm_log_level sealvm_log_get_level(void);
+/* With timestamps (ISO 8601 UTC) at the start of each line: the daemon's format. */
+void sealvm_log_set_timestamps(bool on);
+
+void sealvm_log(enum sealvm_log_level level, const char *fmt, ...) _printf_(2, 3);
+
+#define log_error(...) sealvm_log(SEALVM_LOG_ERROR, __VA_ARGS__)
+#define log_warning(...) sealvm_log(SEALVM_LOG_WARNING, __VA_ARGS__)
+#define log_notice(...) sealvm_log(SEALVM_LOG_NOTICE, __VA_ARGS__)
+#define log_info(...) sealvm_log(SEALVM_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) sealvm_log(SEALVM_LOG_DEBUG, __VA_ARGS__)
+
+#endif
