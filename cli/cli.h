@@ -45,7 +45,7 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * Parses the options of a leaf command with getopt_long. Handles --help (prints
  * the usage and returns 1 with *ret_exit = EXIT_OK) and unknown options
  * (returns 1, *ret_exit = EXIT_USAGE). Calls @on_opt for every other option;
- * a negative return from it is a usage error (already reported). Returns 0
+ * a non-zero return from it is a usage error (already reported). Returns 0
  * when parsing finished and the command should run, with optind set.
  */
 struct option;

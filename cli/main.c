@@ -112,7 +112,9 @@ const char *cli_path = "";
 
 static int dispatch(const struct cli_command *table, int argc, char **argv)
 {
-	const char *group = cli_path;
+	char group[sizeof(path_buf)];
+
+	snprintf(group, sizeof(group), "%s", cli_path);
 
 	if (argc < 1) {
 		print_group(stderr, group, table);
@@ -125,7 +127,9 @@ static int dispatch(const struct cli_command *table, int argc, char **argv)
 	for (const struct cli_command *c = table; c->name; c++) {
 		if (strcmp(c->name, argv[0]) != 0)
 			continue;
-		snprintf(path_buf, sizeof(path_buf), "%s%s%s", group, *group ? " " : "", c->name);
+		if (snprintf(path_buf, sizeof(path_buf), "%s%s%s", group, *group ? " " : "",
+			     c->name) >= (int)sizeof(path_buf))
+			return EXIT_USAGE; /* command tables never nest this deep */
 		cli_path = path_buf;
 		if (c->children)
 			return dispatch(c->children, argc - 1, argv + 1);

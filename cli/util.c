@@ -64,7 +64,7 @@ int cli_parse(int argc, char **argv, const char *shortopts, const struct option 
 				*ret_exit = cli_usage_error("unknown option '%s'", what);
 			return 1;
 		}
-		if (on_opt(c, optarg, userdata) < 0) {
+		if (on_opt(c, optarg, userdata) != 0) {
 			*ret_exit = EXIT_USAGE;
 			return 1;
 		}

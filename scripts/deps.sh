@@ -11,9 +11,9 @@ build_pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libcryptsetup-
 	libjansson-dev zlib1g-dev libcmocka-dev)
 # Real peers the tests drive, and the tools the tests use to make bad inputs.
 check_pkgs=(cryptsetup-bin qemu-utils python3 python3-cryptography e2fsprogs util-linux
-	coreutils xxd)
-demo_pkgs=(cryptsetup-bin qemu-utils)
-bench_pkgs=(qemu-utils time)
+	coreutils xxd time)
+demo_pkgs=(cryptsetup-bin qemu-utils fdisk e2fsprogs)
+bench_pkgs=(qemu-utils time bc)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
 want=()

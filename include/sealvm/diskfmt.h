@@ -84,7 +84,10 @@ int disk_probe(const char *path, struct disk_info *ret, struct sealvm_err *err);
  * Refusals (each with a reason code and a message saying how to flatten):
  * VHD_DIFFERENCING, QCOW2_BACKING_FILE, QCOW2_ENCRYPTED, QCOW2_UNSUPPORTED_FEATURE,
  * QCOW2_ZSTD; damage: VHD_TRUNCATED, VHD_FOOTER_CHECKSUM, VHD_HEADER_CHECKSUM,
- * VHD_BAT_OUT_OF_RANGE, QCOW2_CORRUPT, ...; LUKS input: ALREADY_LUKS.
+ * VHD_BAT_OUT_OF_RANGE, QCOW2_CORRUPT, ...; LUKS input: ALREADY_LUKS; a
+ * named format the content contradicts: FORMAT_MISMATCH. An opened source's
+ * virtual size is always a non-zero multiple of 512 (else -EINVAL
+ * VIRTUAL_SIZE_UNSUPPORTED). docs/internals/diskfmt.md lists every reason.
  */
 int disk_source_open(const char *path, enum disk_format want, struct disk_source **ret,
 		     struct sealvm_err *err);
@@ -97,6 +100,8 @@ const struct disk_info *disk_source_info(const struct disk_source *src);
  * found while reading (a cluster offset past the end, a bad compressed
  * cluster) is -EBADMSG with the reason. Not thread-safe: one source, one
  * reader thread (the pipeline reads in order, but any offset must work).
+ * Returns 0 when all @len bytes were read; a file that shrank under the
+ * reader is -EIO SHORT_READ.
  */
 int disk_source_read(struct disk_source *src, uint64_t off, void *buf, size_t len,
 		     struct sealvm_err *err);

@@ -54,7 +54,8 @@ struct luks_info {
 	int version;              /* 1 or 2 */
 	char cipher[32];          /* "aes" */
 	char cipher_mode[32];     /* "xts-plain64" */
-	char hash[32];            /* LUKS1 header hash / LUKS2 digest hash */
+	char hash[32];            /* LUKS1: the header's hash spec (PBKDF2 and AF hash);
+				   * LUKS2: the hash of the volume key digest */
 	char uuid[40];
 	uint32_t key_bits;        /* volume key size in bits */
 	uint32_t sector_size;     /* 512 or 4096 */
@@ -63,12 +64,18 @@ struct luks_info {
 	uint64_t file_size;
 	int n_keyslots;           /* active keyslots */
 	struct luks_keyslot_info keyslots[LUKS_MAX_KEYSLOTS];
+	uint64_t iv_offset;         /* 512-byte units added to every sector's IV (0 for LUKS) */
+	uint32_t digest_iterations; /* PBKDF2 iterations of the volume key digest (0 if unknown) */
 };
 
 /*
- * Reads the header of @path through libcryptsetup. Reads only the header.
- * -EINVAL NOT_LUKS when there is no LUKS header, -EBADMSG TRUNCATED when the
- * file ends inside the header or payload is not whole sectors.
+ * Reads the header of @path (a regular file) through libcryptsetup. Reads
+ * only the header and never writes (libcryptsetup's automatic repair of a
+ * damaged LUKS2 header copy is disabled). -EINVAL NOT_LUKS when there is no
+ * LUKS header, -EINVAL NOT_A_FILE, -EBADMSG TRUNCATED when the file ends
+ * inside the header or before the payload offset, or the payload is not whole
+ * sectors; -EBADMSG LUKS_HEADER_DAMAGED when a LUKS header is there but
+ * libcryptsetup refuses it; -ENOENT etc. from open(2).
  */
 int luks_inspect(const char *path, struct luks_info *ret, struct sealvm_err *err);
 
@@ -77,9 +84,16 @@ struct luks_volume;
 
 /*
  * Unlocks @path with @passphrase (used byte for byte). Reads only the header.
- * Errors, each with its reason: NOT_LUKS, TRUNCATED, UNSUPPORTED_CIPHER
- * (anything but aes xts-plain64/xts-plain), PBKDF_COST_TOO_HIGH,
- * -EKEYREJECTED WRONG_KEY.
+ * Keyslots whose PBKDF cost is beyond @limits (NULL: luks_limits_default) are
+ * not tried; the volume key digest's PBKDF2 iterations are held to
+ * max_pbkdf2_iterations too. On success *@ret is a new volume (free with
+ * luks_volume_free) that holds the volume key in secret memory.
+ * Errors, each with its reason: the luks_inspect ones, -EINVAL
+ * UNSUPPORTED_CIPHER (anything but aes xts-plain64/xts-plain with a 256- or
+ * 512-bit key, or with integrity), -EINVAL LUKS_REENCRYPTION (a LUKS2
+ * reencryption in progress), -E2BIG PBKDF_COST_TOO_HIGH (no keyslot within
+ * the limits, or a digest beyond them), -EKEYREJECTED NO_KEYSLOT (no active
+ * keyslot), -EKEYREJECTED WRONG_KEY, -EIO KEYSLOT_ERROR, -ENOMEM.
  */
 int luks_unlock(const char *path, const struct sealvm_secret *passphrase,
 		const struct luks_limits *limits, struct luks_volume **ret, struct sealvm_err *err);
@@ -112,10 +126,15 @@ struct luks_result {
 
 /*
  * Encrypts the virtual disk of @src into a new LUKS1 image at @out_path whose
- * keyslot 0 opens with @passphrase. Atomic (OUT.partial, fsync, rename): on
- * failure @out_path is untouched and no partial file remains. Errors: the
- * atomic-file ones (OUTPUT_EXISTS, PARTIAL_EXISTS, OUTPUT_NOT_WRITABLE),
- * -ENOSPC NO_SPACE, -EFBIG FILE_TOO_LARGE, -EIO, read errors of @src.
+ * keyslot 0 opens with @passphrase. A virtual size that is no multiple of 512
+ * is padded with zeros to the next sector. Atomic (OUT.partial, fsync,
+ * rename): on failure @out_path is untouched and no partial file remains.
+ * @opts may be NULL (defaults). The output is created with mode 0666 minus
+ * the umask: it holds only ciphertext. Errors: -EINVAL for a passphrase that
+ * is empty or fewer than 1000 PBKDF2 iterations; the atomic-file ones
+ * (OUTPUT_EXISTS, PARTIAL_EXISTS, OUTPUT_NOT_WRITABLE), -ENOSPC NO_SPACE,
+ * -EFBIG FILE_TOO_LARGE, -EIO (LUKS_FORMAT_FAILED, IO_ERROR), read errors of
+ * @src as disk_source_read reports them.
  */
 int luks_encrypt_image(struct disk_source *src, const char *out_path,
 		       const struct sealvm_secret *passphrase, const struct luks_encrypt_opts *opts,
@@ -130,8 +149,11 @@ struct luks_decrypt_opts {
 
 /*
  * Decrypts the payload of the unlocked image @in_path (opened as @vol) into a
- * raw image at @out_path, same atomic and streaming rules. ->sha256 is of the
- * output (the plain raw image).
+ * raw image at @out_path, same atomic and streaming rules. The output is the
+ * whole payload (file size minus payload offset), created with mode 0600
+ * since it is plaintext. ->sha256 is of the output (the plain raw image).
+ * Errors: -EINVAL NOT_SAME_IMAGE when @in_path is not the file @vol was
+ * unlocked from, -EBADMSG TRUNCATED, and those of luks_encrypt_image.
  */
 int luks_decrypt_image(const struct luks_volume *vol, const char *in_path, const char *out_path,
 		       const struct luks_decrypt_opts *opts, struct luks_result *ret,

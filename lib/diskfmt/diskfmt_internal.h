@@ -91,6 +91,8 @@ int vhd_open(struct disk_source *src, unsigned footer_len, struct sealvm_err *er
 int qcow2_probe(struct disk_source *src, struct sealvm_err *err);
 int qcow2_open(struct disk_source *src, struct sealvm_err *err);
 
+/* Reads virtual bytes straight from the file at the same offset: raw images and fixed VHDs. */
+extern const struct disk_source_ops raw_ops;
 int raw_open(struct disk_source *src, struct sealvm_err *err);
 
 #endif
