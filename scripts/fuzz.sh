@@ -10,7 +10,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$build/crashes"
 ran=0
 for bin in "$build"/tests/fuzz/fuzz_*; do
-	[ -x "$bin" ] || continue
+	[ -f "$bin" ] && [ -x "$bin" ] || continue
 	name=${bin##*/fuzz_}
 	work=$(mktemp -d)
 	echo "fuzz: $name for ${secs}s"

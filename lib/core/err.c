@@ -12,16 +12,18 @@
 
 #include "sealvm/err.h"
 
-static void err_vset(struct sealvm_err *err, int code, const char *reason, bool with_errno,
-		     const char *fmt, va_list ap)
+static _printf_(5, 0) void err_vset(struct sealvm_err *err, int code, const char *reason,
+				    bool with_errno, const char *fmt, va_list ap)
 {
 	if (!err || err->code != 0)
 		return;
 	err->code = code < 0 ? code : -EIO;
-	snprintf(err->reason, sizeof(err->reason), "%s", reason ? reason : sealvm_err_reason_for(code));
+	snprintf(err->reason, sizeof(err->reason), "%s",
+		 reason ? reason : sealvm_err_reason_for(code));
 	int n = vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	if (with_errno && n >= 0 && (size_t)n < sizeof(err->message))
-		snprintf(err->message + n, sizeof(err->message) - (size_t)n, ": %s", strerror(-err->code));
+		snprintf(err->message + n, sizeof(err->message) - (size_t)n, ": %s",
+			 strerror(-err->code));
 }
 
 int sealvm_err_set(struct sealvm_err *err, int code, const char *reason, const char *fmt, ...)
@@ -33,8 +35,7 @@ int sealvm_err_set(struct sealvm_err *err, int code, const char *reason, const c
 	return code;
 }
 
-int sealvm_err_set_errno(struct sealvm_err *err, int code, const char *reason, const char *fmt,
-			 ...)
+int sealvm_err_set_errno(struct sealvm_err *err, int code, const char *reason, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

@@ -92,7 +92,7 @@ void disk_copy_printable(char *dst, size_t dstsz, const void *s, size_t n)
 	if (dstsz == 0)
 		return;
 	for (i = 0; i < n && i + 1 < dstsz && p[i] != '\0'; i++)
-		dst[i] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
+		dst[i] = (char)(p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?');
 	dst[i] = '\0';
 }
 

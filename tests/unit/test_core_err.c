@@ -47,7 +47,7 @@ static int dek_reason(const char *text, size_t len, char *reason)
 	strcpy(reason, r < 0 ? err.reason : "OK");
 	/* the message never quotes the text */
 	if (r < 0 && len > 8)
-		assert_null(strstr(err.message, text));
+		assert_null(memmem(err.message, strlen(err.message), text, len));
 	return r;
 }
 
