@@ -61,8 +61,9 @@ static int image_opt(int c, const char *arg, void *userdata)
 			return cli_usage_error("--threads '%s': give a number from 1 to 256", arg);
 		return 0;
 	case OPT_PBKDF_ITER:
-		if (sealvm_parse_uint(arg, 1000, 100000000, &a->pbkdf_iterations) < 0)
-			return cli_usage_error("--pbkdf-iterations '%s': give a number from 1000 to 100000000", arg);
+		/* The top is the default unlock limit, so that what we make we can open again. */
+		if (sealvm_parse_uint(arg, 1000, 20000000, &a->pbkdf_iterations) < 0)
+			return cli_usage_error("--pbkdf-iterations '%s': give a number from 1000 to 20000000", arg);
 		return 0;
 	case OPT_PROGRESS:
 		a->progress = 1;

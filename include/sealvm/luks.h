@@ -34,7 +34,7 @@
  */
 struct luks_limits {
 	uint64_t max_memory_kib;       /* argon2 memory cost; default 1 GiB */
-	uint32_t max_pbkdf2_iterations; /* default 20,000,000 (~10 s here) */
+	uint32_t max_pbkdf2_iterations; /* keyslots and the key digest; default 20,000,000 (~10 s) */
 	uint32_t max_argon2_iterations; /* argon2 time cost; default 32 */
 	uint32_t max_parallel;          /* argon2 threads; default 8 */
 };
@@ -44,7 +44,7 @@ void luks_limits_default(struct luks_limits *ret);
 struct luks_keyslot_info {
 	int slot;
 	char pbkdf[16]; /* "pbkdf2", "argon2i", "argon2id" */
-	char hash[16];  /* pbkdf2 hash */
+	char hash[16];  /* pbkdf2 hash; "" for argon2 */
 	uint32_t iterations; /* pbkdf2 iterations or argon2 time cost */
 	uint32_t memory_kib;
 	uint32_t parallel;
@@ -58,7 +58,7 @@ struct luks_info {
 				   * LUKS2: the hash of the volume key digest */
 	char uuid[40];
 	uint32_t key_bits;        /* volume key size in bits */
-	uint32_t sector_size;     /* 512 or 4096 */
+	uint32_t sector_size;     /* 512 (LUKS1, ours) up to 4096 (LUKS2) */
 	uint64_t payload_offset;  /* bytes */
 	uint64_t payload_size;    /* bytes of payload present in the file */
 	uint64_t file_size;
@@ -110,7 +110,7 @@ static inline void luks_volume_freep(struct luks_volume **v)
 typedef void (*luks_progress_fn)(uint64_t done, uint64_t total, void *userdata);
 
 struct luks_encrypt_opts {
-	unsigned threads;           /* 0 = one per online CPU */
+	unsigned threads;           /* AES workers; 0 = online CPUs less one (at least 1); max 16 */
 	uint32_t pbkdf2_iterations; /* 0 = LUKS_DEFAULT_PBKDF2_ITERATIONS */
 	bool replace;               /* --force: may replace an existing output */
 	luks_progress_fn progress;
@@ -141,7 +141,7 @@ int luks_encrypt_image(struct disk_source *src, const char *out_path,
 		       struct luks_result *ret, struct sealvm_err *err);
 
 struct luks_decrypt_opts {
-	unsigned threads;
+	unsigned threads; /* as in luks_encrypt_opts */
 	bool replace;
 	luks_progress_fn progress;
 	void *progress_userdata;

@@ -33,7 +33,7 @@
 
 #include "luks_internal.h"
 
-#define LUKS_DUMP_MAX (1024 * 1024)
+#define LUKS_DUMP_MAX ((size_t)1 << 20)
 
 void luks_limits_default(struct luks_limits *ret)
 {
@@ -53,8 +53,11 @@ static void copy_text(char *dst, size_t n, const char *src, size_t len)
 {
 	size_t i = 0;
 
-	for (; src && i < len && i + 1 < n && src[i]; i++)
-		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	for (; src && i < len && i + 1 < n && src[i]; i++) {
+		dst[i] = src[i];
+		if (src[i] < 0x20 || src[i] >= 0x7f)
+			dst[i] = '?';
+	}
 	dst[i] = 0;
 }
 
@@ -172,7 +175,6 @@ static const char *cs_why(const struct cs_log *l, char *buf, size_t n)
 	return buf;
 }
 
-
 static uint64_t be_read(const unsigned char *p, unsigned n)
 {
 	uint64_t v = 0;
@@ -244,7 +246,8 @@ static int classify_load_failure(int fd, uint64_t file_size, const char *path, i
 	ssize_t n;
 
 	if (r == -ENOMEM)
-		return sealvm_err_set(err, r, NULL, "out of memory reading the LUKS header of %s", path);
+		return sealvm_err_set(err, r, NULL, "out of memory reading the LUKS header of %s",
+				      path);
 	n = sealvm_pread_all(fd, h, sizeof(h), 0);
 	if (n < 0)
 		return sealvm_err_set_errno(err, (int)n, "IO_ERROR", "cannot read %s", path);
@@ -253,14 +256,16 @@ static int classify_load_failure(int fd, uint64_t file_size, const char *path, i
 				      "%s is not a LUKS image: it has no LUKS header", path);
 	if (n < (ssize_t)sizeof(h))
 		return sealvm_err_set(err, -EBADMSG, "TRUNCATED",
-				      "%s is truncated: the file ends at byte %" PRIu64 ", inside its LUKS header",
+				      "%s is truncated: the file ends at byte %" PRIu64
+				      ", inside its LUKS header",
 				      path, file_size);
 
 	unsigned version = (unsigned)be_read(h + 6, 2);
 	if (version != 1 && version != 2)
-		return sealvm_err_set(err, -EINVAL, "NOT_LUKS",
-				      "%s has a LUKS magic but version %u, which is not LUKS1 or LUKS2", path,
-				      version);
+		return sealvm_err_set(
+			err, -EINVAL, "NOT_LUKS",
+			"%s has a LUKS magic but version %u, which is not LUKS1 or LUKS2", path,
+			version);
 	if (version == 2) {
 		/* Two copies of binary header + JSON area come before anything else. */
 		uint64_t hdr_size = be_read(h + 8, 8);
@@ -270,11 +275,13 @@ static int classify_load_failure(int fd, uint64_t file_size, const char *path, i
 	payload = payload_offset_if_complete(fd, (size_t)MIN(copy, file_size));
 	if (payload >= 0 && file_size < (uint64_t)payload)
 		return sealvm_err_set(err, -EBADMSG, "TRUNCATED",
-				      "%s is truncated: header says payload starts at byte %" PRId64 ", file ends at %" PRIu64,
+				      "%s is truncated: header says payload starts at byte %" PRId64
+				      ", file ends at %" PRIu64,
 				      path, payload, file_size);
 	if (file_size < copy)
 		return sealvm_err_set(err, -EBADMSG, "TRUNCATED",
-				      "%s is truncated: the file ends at byte %" PRIu64 ", inside its LUKS%u header area",
+				      "%s is truncated: the file ends at byte %" PRIu64
+				      ", inside its LUKS%u header area",
 				      path, file_size, version);
 	return sealvm_err_set(err, -EBADMSG, "LUKS_HEADER_DAMAGED",
 			      "%s has a LUKS%u header that cannot be read; it is damaged%s", path,
@@ -358,11 +365,11 @@ static int read_dump(struct crypt_device *cd, struct cs_log *l, int version, cha
 		if (parse_u32(dump_value(start, end, "MK iterations:"), &max))
 			*ret_iterations = max;
 	} else {
-		/* Digests come last; keyslots above them have "Hash:" and "Iterations:" lines too. */
+		/* Digests come last; keyslots above have such lines too. */
 		start = strstr(start, "\nDigests:\n");
 		if (start) {
 			copy_word(hash, hash_len, dump_value(start, end, "Hash:"));
-			for (const char *p = start; (v = dump_value(p, end, "Iterations:")); ) {
+			for (const char *p = start; (v = dump_value(p, end, "Iterations:"));) {
 				uint32_t it;
 				if (!parse_u32(v, &it)) {
 					max = 0;
@@ -406,8 +413,9 @@ static int luks_load(const char *path, struct crypt_device **ret_cd, struct cs_l
 	if (fstat(fd, &st) < 0)
 		return sealvm_err_set_errno(err, negative_errno(), NULL, "cannot stat %s", path);
 	if (!S_ISREG(st.st_mode))
-		return sealvm_err_set(err, -EINVAL, "NOT_A_FILE",
-				      "%s is not a regular file: give the path of a LUKS image file", path);
+		return sealvm_err_set(
+			err, -EINVAL, "NOT_A_FILE",
+			"%s is not a regular file: give the path of a LUKS image file", path);
 	info->file_size = (uint64_t)st.st_size;
 
 	r = cs_open(path, &cd, l, err);
@@ -436,7 +444,8 @@ static int luks_load(const char *path, struct crypt_device **ret_cd, struct cs_l
 	r = crypt_get_volume_key_size(cd);
 	info->key_bits = r > 0 ? (uint32_t)r * 8 : 0;
 	sector_size = crypt_get_sector_size(cd);
-	if (sector_size < (int)LUKS_SECTOR || sector_size > 4096 || (sector_size & (sector_size - 1)))
+	if (sector_size < (int)LUKS_SECTOR || sector_size > 4096 ||
+	    (sector_size & (sector_size - 1)))
 		return sealvm_err_set(err, -EBADMSG, "LUKS_HEADER_DAMAGED",
 				      "%s: its LUKS header has an invalid sector size (%d)", path,
 				      sector_size);
@@ -450,13 +459,16 @@ static int luks_load(const char *path, struct crypt_device **ret_cd, struct cs_l
 	info->payload_offset = payload_offset * LUKS_SECTOR;
 	if (info->file_size < info->payload_offset)
 		return sealvm_err_set(err, -EBADMSG, "TRUNCATED",
-				      "%s is truncated: header says payload starts at byte %" PRIu64 ", file ends at %" PRIu64,
+				      "%s is truncated: header says payload starts at byte %" PRIu64
+				      ", file ends at %" PRIu64,
 				      path, info->payload_offset, info->file_size);
 	info->payload_size = info->file_size - info->payload_offset;
 	if (info->payload_size % info->sector_size)
-		return sealvm_err_set(err, -EBADMSG, "TRUNCATED",
-				      "%s is truncated: its payload of %" PRIu64 " bytes (from byte %" PRIu64 " to the end) is not a whole number of %u-byte sectors",
-				      path, info->payload_size, info->payload_offset, info->sector_size);
+		return sealvm_err_set(
+			err, -EBADMSG, "TRUNCATED",
+			"%s is truncated: its payload of %" PRIu64 " bytes (from byte %" PRIu64
+			" to the end) is not a whole number of %u-byte sectors",
+			path, info->payload_size, info->payload_offset, info->sector_size);
 
 	max_slots = crypt_keyslot_max(type);
 	for (int slot = 0; slot < max_slots && slot < LUKS_MAX_KEYSLOTS; slot++) {
@@ -519,22 +531,30 @@ static const char *keyslot_over_limit(const struct luks_keyslot_info *k,
 		if (k->iterations <= lim->max_pbkdf2_iterations)
 			return NULL;
 		snprintf(buf, n,
-			 "keyslot %d asks for %" PRIu32 " PBKDF2 iterations, more than the limit of %" PRIu32 "; if you trust this image, raise the limit (--max-pbkdf-iterations)",
+			 "keyslot %d asks for %" PRIu32
+			 " PBKDF2 iterations, more than the limit of %" PRIu32
+			 "; if you trust this image, raise the limit (--max-pbkdf-iterations)",
 			 k->slot, k->iterations, lim->max_pbkdf2_iterations);
 		return buf;
 	}
 	if (strcmp(k->pbkdf, CRYPT_KDF_ARGON2I) == 0 || strcmp(k->pbkdf, CRYPT_KDF_ARGON2ID) == 0) {
 		if (k->memory_kib > lim->max_memory_kib)
-			snprintf(buf, n,
-				 "keyslot %d asks for %s with %" PRIu32 " KiB of memory, more than the limit of %" PRIu64 " KiB; if you trust this image, raise the limit (--max-pbkdf-memory)",
-				 k->slot, k->pbkdf, k->memory_kib, lim->max_memory_kib);
+			snprintf(
+				buf, n,
+				"keyslot %d asks for %s with %" PRIu32
+				" KiB of memory, more than the limit of %" PRIu64
+				" KiB; if you trust this image, raise the limit (--max-pbkdf-memory)",
+				k->slot, k->pbkdf, k->memory_kib, lim->max_memory_kib);
 		else if (k->iterations > lim->max_argon2_iterations)
 			snprintf(buf, n,
-				 "keyslot %d asks for %s with a time cost of %" PRIu32 ", more than the limit of %" PRIu32 "; if you trust this image, raise the limit (--max-pbkdf-time)",
+				 "keyslot %d asks for %s with a time cost of %" PRIu32
+				 ", more than the limit of %" PRIu32
+				 "; if you trust this image, raise the limit (--max-pbkdf-time)",
 				 k->slot, k->pbkdf, k->iterations, lim->max_argon2_iterations);
 		else if (k->parallel > lim->max_parallel)
 			snprintf(buf, n,
-				 "keyslot %d asks for %s with %" PRIu32 " threads, more than the limit of %" PRIu32,
+				 "keyslot %d asks for %s with %" PRIu32
+				 " threads, more than the limit of %" PRIu32,
 				 k->slot, k->pbkdf, k->parallel, lim->max_parallel);
 		else
 			return NULL;
@@ -585,38 +605,47 @@ int luks_unlock(const char *path, const struct sealvm_secret *passphrase,
 		goto out;
 
 	if (!cipher_supported(&info, &plain64)) {
-		r = sealvm_err_set(err, -EINVAL, "UNSUPPORTED_CIPHER",
-				   "%s uses %s-%s with a %" PRIu32 "-bit key: only aes-xts-plain64 and aes-xts-plain with 256- or 512-bit keys are supported",
-				   path, info.cipher, info.cipher_mode, info.key_bits);
+		r = sealvm_err_set(
+			err, -EINVAL, "UNSUPPORTED_CIPHER",
+			"%s uses %s-%s with a %" PRIu32
+			"-bit key: only aes-xts-plain64 and aes-xts-plain with 256- or 512-bit keys are supported",
+			path, info.cipher, info.cipher_mode, info.key_bits);
 		goto out;
 	}
 	memset(&ip, 0, sizeof(ip));
 	if (info.version == 2 && crypt_get_integrity_info(cd, &ip) == 0 && ip.integrity) {
-		r = sealvm_err_set(err, -EINVAL, "UNSUPPORTED_CIPHER",
-				   "%s uses authenticated encryption (integrity %s), which is not supported",
-				   path, ip.integrity);
+		r = sealvm_err_set(
+			err, -EINVAL, "UNSUPPORTED_CIPHER",
+			"%s uses authenticated encryption (integrity %s), which is not supported",
+			path, ip.integrity);
 		goto out;
 	}
 	if (info.version == 2 && crypt_reencrypt_status(cd, NULL) != CRYPT_REENCRYPT_NONE) {
-		r = sealvm_err_set(err, -EINVAL, "LUKS_REENCRYPTION",
-				   "%s is in the middle of a LUKS2 reencryption; finish it with cryptsetup first",
-				   path);
+		r = sealvm_err_set(
+			err, -EINVAL, "LUKS_REENCRYPTION",
+			"%s is in the middle of a LUKS2 reencryption; finish it with cryptsetup first",
+			path);
 		goto out;
 	}
 	if (info.n_keyslots == 0) {
-		r = sealvm_err_set(err, -EKEYREJECTED, "NO_KEYSLOT", "%s has no active keyslot", path);
+		r = sealvm_err_set(err, -EKEYREJECTED, "NO_KEYSLOT", "%s has no active keyslot",
+				   path);
 		goto out;
 	}
-	/* Every correct passphrase costs one run of the digest's PBKDF2: hold it to the limit too. */
+	/* Every correct passphrase costs one run of the digest's PBKDF2: hold it to the limit too.
+	 */
 	if (info.digest_iterations == 0) {
 		r = sealvm_err_set(err, -EIO, "LUKS_HEADER_UNREADABLE",
 				   "cannot read the volume key digest parameters of %s", path);
 		goto out;
 	}
 	if (info.digest_iterations > limits->max_pbkdf2_iterations) {
-		r = sealvm_err_set(err, -E2BIG, "PBKDF_COST_TOO_HIGH",
-				   "the volume key digest of %s asks for %" PRIu32 " PBKDF2 iterations, more than the limit of %" PRIu32 "; if you trust this image, raise the limit (--max-pbkdf-iterations)",
-				   path, info.digest_iterations, limits->max_pbkdf2_iterations);
+		r = sealvm_err_set(
+			err, -E2BIG, "PBKDF_COST_TOO_HIGH",
+			"the volume key digest of %s asks for %" PRIu32
+			" PBKDF2 iterations, more than the limit of %" PRIu32
+			"; if you trust this image, raise the limit (--max-pbkdf-iterations)",
+			path, info.digest_iterations, limits->max_pbkdf2_iterations);
 		goto out;
 	}
 	for (int i = 0; i < info.n_keyslots; i++) {
@@ -637,8 +666,8 @@ int luks_unlock(const char *path, const struct sealvm_secret *passphrase,
 
 	r = sealvm_secret_new(info.key_bits / 8, &key);
 	if (r < 0) {
-		r = sealvm_err_set(err, r, NULL, "cannot allocate secure memory for the volume key of %s",
-				   path);
+		r = sealvm_err_set(err, r, NULL,
+				   "cannot allocate secure memory for the volume key of %s", path);
 		goto out;
 	}
 	r = -EPERM;
@@ -653,9 +682,10 @@ int luks_unlock(const char *path, const struct sealvm_secret *passphrase,
 					 (const char *)passphrase->data, passphrase->len);
 		if (r >= 0) {
 			if (len != key->cap) {
-				r = sealvm_err_set(err, -EBADMSG, "LUKS_HEADER_DAMAGED",
-						   "%s: keyslot %d gave a volume key of %zu bytes, the header says %zu",
-						   path, k->slot, len, key->cap);
+				r = sealvm_err_set(
+					err, -EBADMSG, "LUKS_HEADER_DAMAGED",
+					"%s: keyslot %d gave a volume key of %zu bytes, the header says %zu",
+					path, k->slot, len, key->cap);
 				goto out;
 			}
 			key->len = len;
@@ -672,11 +702,13 @@ int luks_unlock(const char *path, const struct sealvm_secret *passphrase,
 	if (r < 0) {
 		if (other_error == -ENOMEM)
 			r = sealvm_err_set(err, -ENOMEM, NULL,
-					   "not enough memory to try keyslot %d of %s", other_slot, path);
+					   "not enough memory to try keyslot %d of %s", other_slot,
+					   path);
 		else if (other_error)
 			r = sealvm_err_set(err, -EIO, "KEYSLOT_ERROR",
-					   "keyslot %d of %s could not be read (%s)%s", other_slot, path,
-					   strerror(-other_error), l.last_error[0] ? csw : "");
+					   "keyslot %d of %s could not be read (%s)%s", other_slot,
+					   path, strerror(-other_error),
+					   l.last_error[0] ? csw : "");
 		else
 			r = sealvm_err_set(err, -EKEYREJECTED, "WRONG_KEY",
 					   "the DEK does not open any keyslot of %s", path);
@@ -746,7 +778,8 @@ int luks_header_format(const char *path, const char *what, const struct sealvm_s
 	r = crypt_set_pbkdf_type(cd, &pbkdf);
 	if (r < 0) {
 		r = sealvm_err_set(err, -EINVAL, NULL,
-				   "PBKDF2 with %" PRIu32 " iterations is refused by libcryptsetup%s",
+				   "PBKDF2 with %" PRIu32
+				   " iterations is refused by libcryptsetup%s",
 				   iterations, cs_why(&l, csw, sizeof(csw)));
 		goto out;
 	}
@@ -768,8 +801,9 @@ int luks_header_format(const char *path, const char *what, const struct sealvm_s
 	}
 	if (crypt_get_data_offset(cd) != LUKS_PAYLOAD_OFFSET_SECTORS) {
 		r = sealvm_err_set(err, -EIO, "LUKS_FORMAT_FAILED",
-				   "%s: libcryptsetup put the payload at sector %" PRIu64 ", not %u", what,
-				   crypt_get_data_offset(cd), LUKS_PAYLOAD_OFFSET_SECTORS);
+				   "%s: libcryptsetup put the payload at sector %" PRIu64
+				   ", not %u",
+				   what, crypt_get_data_offset(cd), LUKS_PAYLOAD_OFFSET_SECTORS);
 		goto out;
 	}
 	r = 0;

@@ -19,7 +19,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <stdlib.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -53,11 +52,10 @@ static int size_output(int fd, uint64_t size, const char *path, struct sealvm_er
 	int r;
 
 	if (size > (uint64_t)INT64_MAX)
-		return sealvm_err_set(err, -EFBIG, "FILE_TOO_LARGE", "%s would be too large (%" PRIu64 " bytes)",
-				      path, size);
+		return sealvm_err_set(err, -EFBIG, "FILE_TOO_LARGE",
+				      "%s would be too large (%" PRIu64 " bytes)", path, size);
 	if (size == 0)
 		return 0;
-	if (getenv("LUKS_NO_FALLOC")) { if (ftruncate(fd, (off_t)size) < 0) return luks_write_error(err, negative_errno(), path); return 0; }
 	if (fallocate(fd, 0, 0, (off_t)size) == 0)
 		return 0;
 	r = negative_errno();
@@ -91,9 +89,11 @@ static int hash_prefix(int fd, uint64_t len, EVP_MD_CTX *sha, const char *path,
 		size_t n = (size_t)MIN((uint64_t)65536, len - off);
 		ssize_t got = sealvm_pread_all(fd, buf, n, off);
 		if (got < 0)
-			return sealvm_err_set_errno(err, (int)got, "IO_ERROR", "cannot read back %s", path);
+			return sealvm_err_set_errno(err, (int)got, "IO_ERROR",
+						    "cannot read back %s", path);
 		if ((size_t)got != n)
-			return sealvm_err_set(err, -EIO, "IO_ERROR", "%s is shorter than its header", path);
+			return sealvm_err_set(err, -EIO, "IO_ERROR",
+					      "%s is shorter than its header", path);
 		if (EVP_DigestUpdate(sha, buf, n) != 1)
 			return sealvm_err_set(err, -EIO, NULL, "SHA-256 failed");
 		off += n;
@@ -156,12 +156,14 @@ static int check_header(const char *tmp_path, const char *what,
 	r = luks_unlock(tmp_path, passphrase, &lim, &v, &e);
 	if (r < 0)
 		return sealvm_err_set(err, r, "LUKS_FORMAT_FAILED",
-				      "the LUKS header written for %s does not open: %s", what, e.message);
+				      "the LUKS header written for %s does not open: %s", what,
+				      e.message);
 	if (v->info.version != 1 || v->info.payload_offset != LUKS_PAYLOAD_OFFSET_BYTES ||
 	    !sealvm_secret_equal(v->key, volume_key))
-		return sealvm_err_set(err, -EIO, "LUKS_FORMAT_FAILED",
-				      "the LUKS header written for %s does not hold the expected volume key",
-				      what);
+		return sealvm_err_set(
+			err, -EIO, "LUKS_FORMAT_FAILED",
+			"the LUKS header written for %s does not hold the expected volume key",
+			what);
 	return 0;
 }
 
@@ -189,11 +191,12 @@ int luks_encrypt_image(struct disk_source *src, const char *out_path,
 		return sealvm_err_set(err, -EINVAL, NULL, "luks_encrypt_image: missing argument");
 	if (passphrase->len == 0)
 		return sealvm_err_set(err, -EINVAL, "DEK_EMPTY", "the DEK is empty");
-	iterations = opts->pbkdf2_iterations ? opts->pbkdf2_iterations
-					     : LUKS_DEFAULT_PBKDF2_ITERATIONS;
+	iterations =
+		opts->pbkdf2_iterations ? opts->pbkdf2_iterations : LUKS_DEFAULT_PBKDF2_ITERATIONS;
 	if (iterations < 1000)
 		return sealvm_err_set(err, -EINVAL, NULL,
-				      "%" PRIu32 " PBKDF2 iterations is below LUKS1's minimum of 1000",
+				      "%" PRIu32
+				      " PBKDF2 iterations is below LUKS1's minimum of 1000",
 				      iterations);
 
 	di = disk_source_info(src);
@@ -201,8 +204,8 @@ int luks_encrypt_image(struct disk_source *src, const char *out_path,
 		return sealvm_err_set(err, -EINVAL, NULL, "luks_encrypt_image: no disk source");
 	if (di->virtual_size > (uint64_t)INT64_MAX - LUKS_PAYLOAD_OFFSET_BYTES - LUKS_SECTOR)
 		return sealvm_err_set(err, -EFBIG, "FILE_TOO_LARGE",
-				      "%s would be too large: the disk is %" PRIu64 " bytes", out_path,
-				      di->virtual_size);
+				      "%s would be too large: the disk is %" PRIu64 " bytes",
+				      out_path, di->virtual_size);
 	payload = ALIGN_UP(di->virtual_size, (uint64_t)LUKS_SECTOR);
 	res.virtual_size = di->virtual_size;
 	res.output_size = LUKS_PAYLOAD_OFFSET_BYTES + payload;
@@ -232,24 +235,25 @@ int luks_encrypt_image(struct disk_source *src, const char *out_path,
 		return r;
 
 	reader = (struct src_reader){.src = src, .virtual_size = di->virtual_size};
-	r = luks_pipeline_run(&(struct luks_pipeline_params){
-				      .total = payload,
-				      .read = src_read,
-				      .read_userdata = &reader,
-				      .out_fd = af->fd,
-				      .out_offset = LUKS_PAYLOAD_OFFSET_BYTES,
-				      .out_name = out_path,
-				      .key = vk,
-				      .encrypt = true,
-				      .sector_size = LUKS_SECTOR,
-				      .iv_offset = 0,
-				      .plain64 = true,
-				      .threads = opts->threads,
-				      .sha = sha,
-				      .progress = opts->progress,
-				      .progress_userdata = opts->progress_userdata,
-			      },
-			      err);
+	r = luks_pipeline_run(
+		&(struct luks_pipeline_params){
+			.total = payload,
+			.read = src_read,
+			.read_userdata = &reader,
+			.out_fd = af->fd,
+			.out_offset = LUKS_PAYLOAD_OFFSET_BYTES,
+			.out_name = out_path,
+			.key = vk,
+			.encrypt = true,
+			.sector_size = LUKS_SECTOR,
+			.iv_offset = 0,
+			.plain64 = true,
+			.threads = opts->threads,
+			.sha = sha,
+			.progress = opts->progress,
+			.progress_userdata = opts->progress_userdata,
+		},
+		err);
 	if (r < 0)
 		return r;
 	if (EVP_DigestFinal_ex(sha, res.sha256, &md_len) != 1 || md_len != sizeof(res.sha256))
@@ -279,7 +283,8 @@ static int fd_read(void *userdata, uint64_t off, void *buf, size_t len, struct s
 		return sealvm_err_set_errno(err, (int)n, "IO_ERROR", "cannot read %s", f->path);
 	if ((size_t)n != len)
 		return sealvm_err_set(err, -EBADMSG, "TRUNCATED",
-				      "%s is truncated: it shrank to %" PRIu64 " bytes while being read",
+				      "%s is truncated: it shrank to %" PRIu64
+				      " bytes while being read",
 				      f->path, f->base + off + (uint64_t)n);
 	return 0;
 }
@@ -318,12 +323,14 @@ int luks_decrypt_image(const struct luks_volume *vol, const char *in_path, const
 				      "%s is not the image that was unlocked", in_path);
 	if ((uint64_t)st.st_size < info->payload_offset)
 		return sealvm_err_set(err, -EBADMSG, "TRUNCATED",
-				      "%s is truncated: header says payload starts at byte %" PRIu64 ", file ends at %" PRIu64,
+				      "%s is truncated: header says payload starts at byte %" PRIu64
+				      ", file ends at %" PRIu64,
 				      in_path, info->payload_offset, (uint64_t)st.st_size);
 	payload = (uint64_t)st.st_size - info->payload_offset;
 	if (payload % info->sector_size)
 		return sealvm_err_set(err, -EBADMSG, "TRUNCATED",
-				      "%s is truncated: its payload of %" PRIu64 " bytes is not a whole number of %u-byte sectors",
+				      "%s is truncated: its payload of %" PRIu64
+				      " bytes is not a whole number of %u-byte sectors",
 				      in_path, payload, info->sector_size);
 	(void)posix_fadvise(fd, (off_t)info->payload_offset, (off_t)payload, POSIX_FADV_SEQUENTIAL);
 	res.virtual_size = payload;
@@ -341,24 +348,25 @@ int luks_decrypt_image(const struct luks_volume *vol, const char *in_path, const
 		return sealvm_err_set(err, -ENOMEM, NULL, "cannot set up SHA-256");
 
 	reader = (struct fd_reader){.fd = fd, .base = info->payload_offset, .path = in_path};
-	r = luks_pipeline_run(&(struct luks_pipeline_params){
-				      .total = payload,
-				      .read = fd_read,
-				      .read_userdata = &reader,
-				      .out_fd = af->fd,
-				      .out_offset = 0,
-				      .out_name = out_path,
-				      .key = vol->key,
-				      .encrypt = false,
-				      .sector_size = info->sector_size,
-				      .iv_offset = info->iv_offset,
-				      .plain64 = vol->iv_plain64,
-				      .threads = opts->threads,
-				      .sha = sha,
-				      .progress = opts->progress,
-				      .progress_userdata = opts->progress_userdata,
-			      },
-			      err);
+	r = luks_pipeline_run(
+		&(struct luks_pipeline_params){
+			.total = payload,
+			.read = fd_read,
+			.read_userdata = &reader,
+			.out_fd = af->fd,
+			.out_offset = 0,
+			.out_name = out_path,
+			.key = vol->key,
+			.encrypt = false,
+			.sector_size = info->sector_size,
+			.iv_offset = info->iv_offset,
+			.plain64 = vol->iv_plain64,
+			.threads = opts->threads,
+			.sha = sha,
+			.progress = opts->progress,
+			.progress_userdata = opts->progress_userdata,
+		},
+		err);
 	if (r < 0)
 		return r;
 	if (EVP_DigestFinal_ex(sha, res.sha256, &md_len) != 1 || md_len != sizeof(res.sha256))

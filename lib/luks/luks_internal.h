@@ -20,8 +20,9 @@
 #include "sealvm/luks.h"
 
 #define LUKS_SECTOR 512u
-/* The unit of the pipeline: big enough to amortise a syscall and a lock, small enough to keep memory bounded. */
-#define LUKS_CHUNK_SIZE (4u * 1024 * 1024)
+/* The unit of the pipeline: big enough to amortise a syscall and a lock, small enough to keep
+ * memory bounded. */
+#define LUKS_CHUNK_SIZE ((size_t)4 << 20)
 /* Workers beyond this add nothing at I/O speed and would only grow the ring. */
 #define LUKS_MAX_THREADS 16u
 /* Ring slots of LUKS_CHUNK_SIZE: at most 64 MiB of buffers, whatever the CPU count. */
@@ -30,8 +31,8 @@
 struct luks_volume {
 	struct luks_info info;
 	struct sealvm_secret *key; /* the volume key, info.key_bits / 8 bytes */
-	bool iv_plain64;           /* false: "plain", 32-bit sector numbers */
-	dev_t dev;                 /* the file that was unlocked, to recognise it again */
+	bool iv_plain64;	   /* false: "plain", 32-bit sector numbers */
+	dev_t dev;		   /* the file that was unlocked, to recognise it again */
 	ino_t ino;
 };
 

@@ -89,7 +89,8 @@ static void pipe_fail_locked(struct pipe *pp, int rc, const struct sealvm_err *e
 		if (e && sealvm_err_isset(e))
 			pp->err = *e;
 		else
-			sealvm_err_set(&pp->err, pp->rc, NULL, "%s: internal failure of the encryption pipeline",
+			sealvm_err_set(&pp->err, pp->rc, NULL,
+				       "%s: internal failure of the LUKS pipeline",
 				       pp->p->out_name);
 	}
 	pthread_cond_broadcast(&pp->cond);
@@ -169,9 +170,10 @@ static void *worker_main(void *arg)
 	if (r < 0) {
 		struct sealvm_err e = SEALVM_ERR_INIT;
 		if (r == -EINVAL)
-			sealvm_err_set(&e, r, "UNSUPPORTED_KEY",
-				       "%s: OpenSSL refuses this AES-XTS key (its two halves are equal): it cannot be used to %s",
-				       p->out_name, p->encrypt ? "encrypt" : "decrypt");
+			sealvm_err_set(
+				&e, r, "UNSUPPORTED_KEY",
+				"%s: OpenSSL refuses this AES-XTS key (its two halves are equal): it cannot be used to %s",
+				p->out_name, p->encrypt ? "encrypt" : "decrypt");
 		else
 			sealvm_err_set(&e, r, NULL, "%s: cannot set up AES-XTS", p->out_name);
 		pipe_fail(pp, r, &e);
@@ -198,8 +200,9 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&pp->lock);
 		if (r < 0) {
 			struct sealvm_err e = SEALVM_ERR_INIT;
-			sealvm_err_set(&e, r, "CRYPTO_FAILED", "%s: AES-XTS failed at payload offset %llu",
-				       p->out_name, (unsigned long long)chunk_off(s->seq));
+			sealvm_err_set(&e, r, "CRYPTO_FAILED",
+				       "%s: AES-XTS failed at payload offset %llu", p->out_name,
+				       (unsigned long long)chunk_off(s->seq));
 			pipe_fail_locked(pp, r, &e);
 			break;
 		}
@@ -265,7 +268,7 @@ static void writer_run(struct pipe *pp)
 			return;
 
 		r = sealvm_pwrite_all(p->out_fd, s->buf, s->len, off);
-		if (r >= 0 && !getenv("LUKS_NO_SFR"))
+		if (r >= 0)
 			/*
 			 * Start the disk write now instead of leaving it all to
 			 * the final fsync: the device works while we compute.
@@ -289,7 +292,8 @@ static void writer_run(struct pipe *pp)
 			uint64_t t = now_ms();
 			if (t - last_progress >= 200) {
 				last_progress = t;
-				p->progress(chunk_off(seq) + s->len, p->total, p->progress_userdata);
+				p->progress(chunk_off(seq) + s->len, p->total,
+					    p->progress_userdata);
 			}
 		}
 	}
@@ -338,7 +342,8 @@ int luks_pipeline_run(const struct luks_pipeline_params *p, struct sealvm_err *e
 		return 0;
 	}
 
-	n_workers = p->threads ? p->threads : online_cpus();
+	/* By default leave one CPU to the reader, writer and hasher, which have work too. */
+	n_workers = p->threads ? p->threads : MAX(online_cpus(), 2u) - 1;
 	n_workers = MIN(n_workers, LUKS_MAX_THREADS);
 	/* Reader, writer and hasher each hold a chunk, plus one spare to keep the reader ahead. */
 	pp.n_slots = MIN(n_workers + 4, LUKS_MAX_SLOTS);
@@ -409,12 +414,13 @@ int luks_pipeline_run(const struct luks_pipeline_params *p, struct sealvm_err *e
 int luks_write_error(struct sealvm_err *err, int r, const char *path)
 {
 	if (r == -ENOSPC || r == -EDQUOT)
-		return sealvm_err_set(err, -ENOSPC, "NO_SPACE",
-				      "no space left to write %s: free some space or write it elsewhere",
-				      path);
+		return sealvm_err_set(
+			err, -ENOSPC, "NO_SPACE",
+			"no space left to write %s: free some space or write it elsewhere", path);
 	if (r == -EFBIG)
-		return sealvm_err_set(err, -EFBIG, "FILE_TOO_LARGE",
-				      "%s would exceed the file size limit (ulimit -f) or the file system's maximum file size",
-				      path);
+		return sealvm_err_set(
+			err, -EFBIG, "FILE_TOO_LARGE",
+			"%s would exceed the file size limit (ulimit -f) or the file system's maximum file size",
+			path);
 	return sealvm_err_set_errno(err, r, "IO_ERROR", "cannot write %s", path);
 }

@@ -68,7 +68,8 @@ int luks_xts_run(struct luks_xts *x, uint64_t byte_off, unsigned char *buf, size
 		for (unsigned i = 0; i < 8; i++)
 			iv[i] = (unsigned char)(n >> (8 * i));
 		if (EVP_CipherInit_ex(x->ctx, NULL, NULL, NULL, iv, -1) != 1 ||
-		    EVP_CipherUpdate(x->ctx, buf + done, &outl, buf + done, (int)x->sector_size) != 1 ||
+		    EVP_CipherUpdate(x->ctx, buf + done, &outl, buf + done, (int)x->sector_size) !=
+			    1 ||
 		    (uint32_t)outl != x->sector_size) {
 			ERR_clear_error();
 			return -EIO;

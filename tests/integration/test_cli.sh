@@ -31,6 +31,7 @@ expect_usage "$SEALVM" image encrypt --dek-file k --threads 0 a b
 expect_usage "$SEALVM" image encrypt --dek-file k --threads x a b
 expect_usage "$SEALVM" image encrypt --dek-file k --in-format vmdk a b
 expect_usage "$SEALVM" image encrypt --dek-file k --pbkdf-iterations 10 a b
+expect_usage "$SEALVM" image encrypt --dek-file k --pbkdf-iterations 20000001 a b
 expect_usage "$SEALVM" image inspect --dek-file k a
 expect_usage "$SEALVM" image verify --dek-file k --force a
 grep -q "does not apply" .err || fail "inapplicable option message"
