@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * db.h — the control-plane database: one SQLite file, many owners, group commit.
+ *
+ * Every service owns its tables and registers its schema migrations here; a
+ * `schema_versions` table records, per owner, the version applied. The file
+ * runs in WAL mode with synchronous=FULL: an acknowledged write is on disk.
+ *
+ * Writes go through one writer thread. A caller hands it a job (a function
+ * that does reads and writes through the connection it is given); the writer
+ * runs as many queued jobs as it finds inside ONE transaction, each within its
+ * own SAVEPOINT so that a failing job rolls back alone, then COMMITs once and
+ * wakes every waiter with its own result. Concurrent requests so share one
+ * fsync: durability does not cap throughput. A job must not block on anything
+ * but the database (no network, no key derivation) — it holds up the batch.
+ *
+ * Reads use a small pool of read-only connections (WAL: readers never block
+ * the writer nor each other). Nothing here formats secrets; callers bind them
+ * as blobs only when they are sealed.
+ */
+#ifndef SEALVM_DB_H
+#define SEALVM_DB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "sealvm/err.h"
+
+struct sealvm_db;
+
+/* One migration step of one owner: version N is applied when the owner's version is N-1. */
+struct db_migration {
+	const char *owner;  /* "iam", "audit", "kms", ... */
+	int version;        /* 1, 2, 3 ... in order per owner */
+	const char *sql;    /* one or more statements, run in the migration's transaction */
+};
+
+struct db_options {
+	unsigned readers;            /* read connections; 0 = 4 */
+	unsigned max_batch;          /* jobs per commit at most; 0 = 512 */
+	unsigned busy_timeout_ms;    /* 0 = 5000 */
+};
+
+/*
+ * Opens (creating with mode 0600) the database at @path, applies every pending
+ * migration of @migrations (in order, each in its own transaction, all before
+ * returning), and starts the writer thread. Errors: -EIO with the SQLite
+ * message, -EINVAL for a migration list out of order, -EPROTO (reason
+ * SCHEMA_TOO_NEW) when the file was written by a newer sealvm.
+ */
+int db_open(const char *path, const struct db_migration *migrations, size_t n_migrations,
+	    const struct db_options *opts, struct sealvm_db **ret, struct sealvm_err *err);
+
+/* Stops the writer after the queued jobs, closes every connection. NULL is fine. */
+void db_close(struct sealvm_db *db);
+
+/*
+ * A write job: runs on the writer thread inside a SAVEPOINT of the current
+ * batch. Returns 0 to keep its changes, or a negative errno (with @err set) to
+ * roll them back. @conn is valid only during the call.
+ */
+typedef int (*db_job_fn)(sqlite3 *conn, void *userdata, struct sealvm_err *err);
+
+/*
+ * Queues @fn and waits until its batch has committed (or failed). Returns the
+ * job's own result, or -EIO (reason DB_COMMIT_FAILED) when the batch's COMMIT
+ * failed — then no job of that batch took effect. Safe from any thread.
+ */
+int db_write(struct sealvm_db *db, db_job_fn fn, void *userdata, struct sealvm_err *err);
+
+/* Borrows a read-only connection (blocks while all are lent), and gives it back. */
+sqlite3 *db_read_begin(struct sealvm_db *db);
+void db_read_end(struct sealvm_db *db, sqlite3 *conn);
+
+/* Statistics for tests and benchmarks: commits done and jobs run in total. */
+void db_stats(struct sealvm_db *db, uint64_t *ret_commits, uint64_t *ret_jobs);
+
+/* Translates a SQLite result code at a call site into a negative errno + err. */
+int db_error(sqlite3 *conn, int rc, const char *what, struct sealvm_err *err);
+
+static inline void sqlite3_finalizep(sqlite3_stmt **s)
+{
+	sqlite3_finalize(*s); /* NULL is a no-op */
+}
+#define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
+
+#endif
