@@ -8,7 +8,8 @@
 set -euo pipefail
 
 build_pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libcryptsetup-dev
-	libjansson-dev zlib1g-dev libcmocka-dev)
+	libjansson-dev zlib1g-dev libcmocka-dev libsqlite3-dev libmicrohttpd-dev
+	libcurl4-openssl-dev)
 # Real peers the tests drive, and the tools the tests use to make bad inputs.
 check_pkgs=(cryptsetup-bin qemu-utils python3 python3-cryptography e2fsprogs util-linux
 	coreutils xxd time)

@@ -25,6 +25,15 @@
 #include "sealvm/err.h"
 #include "sealvm/principal.h"
 
+/* Sizes of the chain key and of a chain value (HMAC-SHA256). */
+#define AUDIT_CHAIN_KEY_SIZE 32
+#define AUDIT_CHAIN_SIZE 32
+
+/* Limits: events per query page (default when 0), canonical event text. */
+#define AUDIT_QUERY_LIMIT_DEFAULT 100
+#define AUDIT_QUERY_LIMIT_MAX 1000
+#define AUDIT_EVENT_MAX_BYTES 32768
+
 /* The audit tables' migrations, for db_open. */
 extern const struct db_migration audit_migrations[];
 extern const size_t audit_n_migrations;
@@ -53,24 +62,44 @@ struct audit_event {
 	bool data_event;            /* object reads/writes */
 	json_t *request_data;       /* borrowed, may be NULL */
 	json_t *response_data;      /* borrowed, may be NULL */
-	int64_t time_ms;            /* 0 = now */
+	int64_t time_ms;            /* 0 = now; stored truncated to hundredths, as eventTime */
+	const char *severity;       /* NULL: from status; else "normal"|"warning"|"critical" */
 };
 
 /*
- * The CADF JSON of @ev (new reference): eventTime "YYYY-MM-DDTHH:mm:ss.SS+0000",
- * action, outcome, reason {reasonCode, reasonType, reasonForFailure}, severity
- * (critical for 401/403/503/507, warning for 400/409/424/500/502/504/505,
- * else normal), initiator {id, name, typeURI, credential {type}, host
- * {address, agent}}, target {id, name, typeURI}, observer {name
- * "ActivityTracker"}, requestData, responseData, correlationId, dataEvent,
- * message "service: action outcome".
+ * The CADF JSON of @ev (new reference), or NULL when @ev is invalid (no
+ * action, status outside 100..599, a string that is not UTF-8, an unknown
+ * principal kind or severity) or memory ran out; audit_append says which.
+ * Members, each present only when its input was given:
+ *   eventTime "YYYY-MM-DDTHH:mm:ss.SS+0000" (UTC, hundredths), action,
+ *   outcome "success"|"failure"|"pending", reason {reasonCode (= status),
+ *   reasonType, reasonForFailure (outcome failure only)}, severity (@severity,
+ *   else critical for 401/403/503/507, warning for 400/409/424/500/502/504/505,
+ *   normal otherwise), initiator {id, name, typeURI, credential {type}, host
+ *   {address, agent}} (typeURI service/security/account/user,
+ *   .../account/serviceid, service/security/clientid for our own services,
+ *   service/security/unauthenticated without a principal), target {id, name,
+ *   typeURI}, observer {name "ActivityTracker"}, requestData and responseData
+ *   (deep copies), correlationId, dataEvent (always), message "<service>:
+ *   <verb> [<target name>] <outcome>" (service = the action's first
+ *   dot-component, verb its last), and accountId (a sealvm addition: it puts
+ *   the trail an event belongs to under the chain; absent for the operator's).
  */
 json_t *audit_event_json(const struct audit_event *ev);
 
 /*
- * Appends @ev to the chain, on @conn, inside the caller's write job (its
- * savepoint). @chain_key is the HMAC key (from the master key; 32 bytes).
- * Sets *ret_seq to the event's sequence number.
+ * Appends @ev to the chain, on @conn, inside the caller's transaction (its
+ * write job's savepoint; -EINVAL AUDIT_NO_TRANSACTION in autocommit mode).
+ * seq = last seq + 1 (1 for the first event); chain = HMAC-SHA256(@chain_key,
+ * previous chain value (32 zero bytes for the first) || seq as 8 bytes big
+ * endian || canonical JSON), where the canonical JSON is
+ * json_dumps(audit_event_json(ev), JSON_COMPACT | JSON_SORT_KEYS |
+ * JSON_ENSURE_ASCII) and is what is stored. @chain_key is AUDIT_CHAIN_KEY_SIZE
+ * bytes (derived from the master key). Sets *ret_seq (may be NULL) on success.
+ * Errors: -EINVAL (AUDIT_EVENT_INVALID: which field), -E2BIG (canonical text
+ * over AUDIT_EVENT_MAX_BYTES), -EBADMSG (the stored head is corrupt), -ENOMEM,
+ * -EIO (SQLite). On failure nothing was written by this call; the caller rolls
+ * back its savepoint (audit is fail-closed).
  */
 int audit_append(sqlite3 *conn, const struct audit_event *ev, const unsigned char *chain_key,
 		 int64_t *ret_seq, struct sealvm_err *err);
@@ -81,29 +110,46 @@ struct audit_query {
 	const char *action_prefix;  /* "iam-identity." */
 	const char *target;         /* exact target id */
 	const char *initiator;      /* exact initiator id */
-	const char *outcome;        /* "success" | "failure" */
+	const char *outcome;        /* "success" | "failure" | "pending" */
 	int64_t after_seq;          /* paging: events with seq > after_seq */
-	unsigned limit;             /* 1..1000, 0 = 100 */
+	unsigned limit;             /* 1..1000, 0 = 100; above 1000: -EINVAL */
 };
 
-/* Events matching @q, oldest first: {"events": [...], "next": seq or null}. New reference. */
+/*
+ * Events of @q->account_id only (exact match; the operator's trail is not
+ * reachable here), oldest first: {"events": [CADF objects as stored], "next":
+ * seq or null}. Time range: from_ms <= time < to_ms. action_prefix is a
+ * literal prefix (no wildcards). "next" is the seq of the last event returned
+ * when more events match: pass it as after_seq to get the next page; null on
+ * the last page. *ret is a new reference. Errors: -EINVAL (AUDIT_QUERY_INVALID:
+ * no account, limit over 1000, unknown outcome, negative times, from > to,
+ * negative after_seq), -EBADMSG (a stored event does not parse), -ENOMEM, -EIO.
+ */
 int audit_query(sqlite3 *conn, const struct audit_query *q, json_t **ret, struct sealvm_err *err);
 
 struct audit_verify_result {
 	bool ok;
-	int64_t events;             /* events checked */
+	int64_t events;             /* events checked (up to and including the first bad one) */
 	int64_t first_bad_seq;      /* 0 when ok */
-	char why[256];
-	unsigned char head[32];     /* chain value of the last event */
-	int64_t head_seq;
+	char why[256];              /* "" when ok; else what was found, naming the seq */
+	unsigned char head[AUDIT_CHAIN_SIZE]; /* chain value of the last (good) event; zeros: none */
+	int64_t head_seq;           /* its seq; 0 when there is none */
 };
 
 /*
- * Recomputes the whole chain. With @checkpoint_seq > 0 also proves the chain
- * still passes through (@checkpoint_seq, @checkpoint_head).
+ * Recomputes the whole chain from the stored texts, streaming in seq order,
+ * and checks that each row's indexed columns (time_ms, account_id, action,
+ * outcome, target_id, initiator_id) say what its chained event says. With
+ * @checkpoint_seq > 0 also proves the chain still passes through
+ * (@checkpoint_seq, @checkpoint_head): a checkpoint beyond the last event
+ * means the tail was removed; a different chain value there means a rewrite.
+ * Checking the checkpoint's signature is the caller's job.
+ * Returns 0 when the chain is intact (ret->ok), -EBADMSG (AUDIT_CHAIN_BROKEN)
+ * when it is not — then @ret is filled too: first_bad_seq and why — and other
+ * negative errnos when verification could not run (-EINVAL, -ENOMEM, -EIO).
  */
-int audit_verify(sqlite3 *conn, const unsigned char *chain_key, int64_t checkpoint_seq,
-		 const unsigned char *checkpoint_head, struct audit_verify_result *ret,
-		 struct sealvm_err *err);
+_warn_unused_result_ int audit_verify(sqlite3 *conn, const unsigned char *chain_key,
+				      int64_t checkpoint_seq, const unsigned char *checkpoint_head,
+				      struct audit_verify_result *ret, struct sealvm_err *err);
 
 #endif

@@ -38,46 +38,82 @@ struct db_migration {
 };
 
 struct db_options {
-	unsigned readers;            /* read connections; 0 = 4 */
-	unsigned max_batch;          /* jobs per commit at most; 0 = 512 */
+	unsigned readers;            /* read connections; 0 = 4, at most 256 */
+	unsigned max_batch;          /* jobs per commit at most; 0 = 512, at most 65536 */
 	unsigned busy_timeout_ms;    /* 0 = 5000 */
+	/*
+	 * Called by db_write on the caller's thread, no lock held, once its job is
+	 * queued, with the number of jobs then waiting for the writer (this one
+	 * included): for queue-depth metrics, and for tests that must know a batch
+	 * has formed. NULL: not called. Must not call into the database.
+	 */
+	void (*on_queued)(void *arg, size_t waiting);
+	void *on_queued_arg;
 };
 
 /*
  * Opens (creating with mode 0600) the database at @path, applies every pending
  * migration of @migrations (in order, each in its own transaction, all before
- * returning), and starts the writer thread. Errors: -EIO with the SQLite
- * message, -EINVAL for a migration list out of order, -EPROTO (reason
- * SCHEMA_TOO_NEW) when the file was written by a newer sealvm.
+ * returning), and starts the writer thread. Per owner the list must count
+ * 1, 2, 3... (owners may interleave; the list's order is the order applied).
+ * Owners recorded in the file but absent from the list are left alone.
+ * @opts may be NULL (defaults). On success *@ret is the new handle (db_close it).
+ * Errors: -EIO (DB_ERROR) with the SQLite message, -EBADMSG (DB_CORRUPT) for a
+ * file that is not a database, -EINVAL for a migration list out of order or
+ * with gaps (nothing is created then), -EPROTO (reason SCHEMA_TOO_NEW) when
+ * the file was written by a newer sealvm (nothing is changed then).
  */
 int db_open(const char *path, const struct db_migration *migrations, size_t n_migrations,
 	    const struct db_options *opts, struct sealvm_db **ret, struct sealvm_err *err);
 
-/* Stops the writer after the queued jobs, closes every connection. NULL is fine. */
+/*
+ * Runs the jobs already queued, stops the writer, closes every connection.
+ * Every borrowed reader must have been given back. NULL is fine.
+ */
 void db_close(struct sealvm_db *db);
 
 /*
  * A write job: runs on the writer thread inside a SAVEPOINT of the current
- * batch. Returns 0 to keep its changes, or a negative errno (with @err set) to
- * roll them back. @conn is valid only during the call.
+ * batch. Returns 0 (or a positive count, handed back as is) to keep its
+ * changes, or a negative errno (with @err set) to roll them back. @conn is
+ * valid only during the call. A job may not BEGIN, COMMIT, ROLLBACK, ATTACH,
+ * nor touch the batch's savepoint (the statement fails to prepare), nor call
+ * db_write (-EDEADLK); its own nested SAVEPOINTs are fine. A write that would
+ * leave a deferred foreign key unresolved fails alone (-EEXIST, DB_CONSTRAINT).
  */
 typedef int (*db_job_fn)(sqlite3 *conn, void *userdata, struct sealvm_err *err);
 
 /*
  * Queues @fn and waits until its batch has committed (or failed). Returns the
- * job's own result, or -EIO (reason DB_COMMIT_FAILED) when the batch's COMMIT
- * failed — then no job of that batch took effect. Safe from any thread.
+ * job's own result (and its own error in @err), or -EIO (reason
+ * DB_COMMIT_FAILED) for a job that succeeded when the batch's COMMIT failed —
+ * then no job of that batch took effect; a job that failed by itself keeps its
+ * own error. -ESHUTDOWN (DB_CLOSED) once db_close has begun. Safe from any
+ * thread but the writer's.
  */
 int db_write(struct sealvm_db *db, db_job_fn fn, void *userdata, struct sealvm_err *err);
 
-/* Borrows a read-only connection (blocks while all are lent), and gives it back. */
+/*
+ * Borrows a read-only connection (blocks while all are lent), and gives it
+ * back. Each statement sees the last committed state; wrap several in
+ * BEGIN ... COMMIT for one snapshot. db_read_end resets statements left
+ * stepping and ends a transaction left open, so no snapshot stays pinned.
+ */
 sqlite3 *db_read_begin(struct sealvm_db *db);
 void db_read_end(struct sealvm_db *db, sqlite3 *conn);
 
 /* Statistics for tests and benchmarks: commits done and jobs run in total. */
 void db_stats(struct sealvm_db *db, uint64_t *ret_commits, uint64_t *ret_jobs);
 
-/* Translates a SQLite result code at a call site into a negative errno + err. */
+/*
+ * Translates a SQLite result code at a call site into a negative errno + err,
+ * message "@what: <SQLite's message>": CONSTRAINT -EEXIST (DB_CONSTRAINT),
+ * FULL -ENOSPC (NO_SPACE), BUSY/LOCKED -EBUSY (DB_BUSY), NOTFOUND -ENOENT
+ * (NOT_FOUND), CORRUPT/NOTADB -EBADMSG (DB_CORRUPT), READONLY/PERM -EROFS
+ * (READ_ONLY), NOMEM -ENOMEM (NO_MEMORY), TOOBIG -E2BIG (TOO_LARGE), anything
+ * else -EIO (DB_ERROR). @conn may be NULL. SQLite's messages name tables and
+ * columns, never bound values.
+ */
 int db_error(sqlite3 *conn, int rc, const char *what, struct sealvm_err *err);
 
 static inline void sqlite3_finalizep(sqlite3_stmt **s)

@@ -39,6 +39,7 @@
 
 struct http_request;
 struct http_server;
+struct sqlite3;
 
 #define HTTP_MAX_PARAMS 4
 
@@ -80,8 +81,15 @@ enum {
 	HTTP_ROUTE_NO_AUDIT = 1 << 2, /* /healthz only */
 };
 
+/*
+ * Patterns: literal segments match the raw (undecoded) path bytes; {name}
+ * matches one non-empty segment and {name+} (last segment only) the rest of
+ * the path; both are percent-decoded strictly into http_request_param (a bad
+ * escape or %00 → 400). A literal beats {name}, which beats {name+}, whatever
+ * the table order. At most HTTP_MAX_PARAMS parameters and 16 segments.
+ */
 struct http_route {
-	const char *method;         /* "GET", "POST", … */
+	const char *method;         /* "GET", "POST", … ("HEAD" is not implied by "GET") */
 	const char *pattern;        /* "/v1/serviceids/{id}": {name} matches one non-empty segment */
 	http_handler_fn handler;
 	http_resolve_fn resolve;    /* NULL: the target is the principal's account */
@@ -103,7 +111,12 @@ struct http_service {
 	void *ctx;                  /* passed to handlers and resolvers */
 };
 
-/* The hooks through which the ladder reaches identity and audit (set by the daemon). */
+/*
+ * The hooks through which the ladder reaches identity and audit (set by the
+ * daemon). Hooks, resolvers and handlers run on the server's worker threads,
+ * concurrently: they must be thread-safe. The audit hook is required;
+ * authenticate and authorize are required when any route is not public.
+ */
 struct http_hooks {
 	/* Fills @p from the request's credentials; -EPERM (401) when they are bad or missing. */
 	int (*authenticate)(struct http_request *req, struct sealvm_principal *p, void *ctx,
@@ -118,6 +131,9 @@ struct http_hooks {
 	 */
 	int (*audit)(struct http_request *req, int status, const struct sealvm_err *failure,
 		     void *ctx, struct sealvm_err *err);
+	/* The same event, appended on @conn inside a handler's write job (see http_request_audit_in_job). */
+	int (*audit_in_job)(struct http_request *req, struct sqlite3 *conn, int status, void *ctx,
+			    struct sealvm_err *err);
 	void *ctx;
 };
 
@@ -136,7 +152,12 @@ const struct sealvm_principal *http_request_principal(const struct http_request 
 const struct http_target *http_request_target(const struct http_request *req);
 /* Parses the JSON body (new reference); -EINVAL with the position in the message. */
 int http_request_json(const struct http_request *req, json_t **ret, struct sealvm_err *err);
-/* Decodes one field of a form body or of the query string (new string, free()). */
+/*
+ * Decodes one field of a form body or of the query string (new string,
+ * free()): '+' is a space, %XX strict. "" for a field without a value. NULL
+ * with errno ENOENT (absent), EINVAL (malformed, or given more than once),
+ * ENOMEM.
+ */
 char *http_request_form_field(const struct http_request *req, const char *name);
 char *http_request_query_field(const struct http_request *req, const char *name);
 
@@ -147,6 +168,17 @@ json_t *http_request_audit_request_data(const struct http_request *req);  /* bor
 json_t *http_request_audit_response_data(const struct http_request *req); /* borrowed */
 /* A handler that wrote the event inside its own write job says so, and the ladder does not. */
 void http_request_audited(struct http_request *req);
+
+/*
+ * Inside a handler's db_write job: appends this request's audit event
+ * (outcome from @status, target from the resolver or as the handler set it)
+ * on @conn, so that the state change and its event commit in the same
+ * transaction; marks the request audited. Calls hooks.audit_in_job.
+ */
+int http_request_audit_in_job(struct http_request *req, struct sqlite3 *conn, int status,
+			      struct sealvm_err *err);
+/* Lets a handler name the target it created (CRN, name) for the audit event. */
+void http_request_set_target(struct http_request *req, const struct http_target *target);
 
 struct http_limits {
 	unsigned max_connections;        /* 0 = 1024 */
@@ -165,7 +197,7 @@ struct http_server_config {
 	const struct http_service *services;
 	size_t n_services;
 	struct http_hooks hooks;
-	bool access_log;             /* one line per request on stderr, no secrets */
+	bool access_log;             /* one line per request (log level notice), no secrets */
 };
 
 /*
@@ -176,7 +208,10 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 		      struct sealvm_err *err);
 /* The port actually bound (for port 0). */
 uint16_t http_server_port(const struct http_server *srv);
-/* Stops accepting, lets in-flight requests finish, frees. NULL is fine. */
+/*
+ * Stops accepting, lets in-flight requests finish (their answers go out; at
+ * most limits.connection_timeout_s is waited), frees. NULL is fine.
+ */
 void http_server_stop(struct http_server *srv);
 
 #endif
