@@ -20,8 +20,8 @@
 #include "sealvm/secret.h"
 
 #define SEALVM_JWT_MAX_TOKEN 8192 /* characters; longer tokens are refused unread */
-#define SEALVM_JWT_SIG_BYTES 64    /* raw r || s */
-#define SEALVM_JWT_KID_MAX 128     /* characters of a key id */
+#define SEALVM_JWT_SIG_BYTES 64	  /* raw r || s */
+#define SEALVM_JWT_KID_MAX 128	  /* characters of a key id */
 
 /*
  * A new P-256 key pair (EVP_PKEY, free with EVP_PKEY_free). -ENOMEM / -EIO.
@@ -83,7 +83,6 @@ typedef EVP_PKEY *(*jwt_lookup_fn)(const char *kid, void *userdata);
  * -ENOMEM when memory runs out. Thread-safe when @lookup is.
  */
 int jwt_verify(const char *token, EVP_PKEY *(*lookup)(const char *kid, void *userdata),
-	       void *userdata, json_t **ret_claims, struct sealvm_err *err)
-	_warn_unused_result_;
+	       void *userdata, json_t **ret_claims, struct sealvm_err *err) _warn_unused_result_;
 
 #endif

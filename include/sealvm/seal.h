@@ -52,8 +52,7 @@ int seal_master_load(const char *path, struct sealvm_secret **ret, struct sealvm
  * new secret memory. -EINVAL for a master of another size or an empty
  * label, -ENOMEM, -EIO when OpenSSL fails.
  */
-int seal_derive(const struct sealvm_secret *master, const char *label,
-		struct sealvm_secret **ret);
+int seal_derive(const struct sealvm_secret *master, const char *label, struct sealvm_secret **ret);
 
 /*
  * Seals @plain under the subkey seal_derive(@master, "seal") (the master key
@@ -63,8 +62,9 @@ int seal_derive(const struct sealvm_secret *master, const char *label,
  * holds no secret in clear. -EINVAL for an empty @aad or an over-large
  * plaintext, -ENOMEM, -EIO.
  */
-int seal_blob(const struct sealvm_secret *master, const char *aad, const struct sealvm_secret *plain,
-	      unsigned char **ret_blob, size_t *ret_len, struct sealvm_err *err);
+int seal_blob(const struct sealvm_secret *master, const char *aad,
+	      const struct sealvm_secret *plain, unsigned char **ret_blob, size_t *ret_len,
+	      struct sealvm_err *err);
 
 /*
  * Opens a blob made by seal_blob into new secret memory. Any change to the
@@ -73,8 +73,7 @@ int seal_blob(const struct sealvm_secret *master, const char *aad, const struct 
  * check failed). -EINVAL for an empty @aad, -ENOMEM, -EIO.
  */
 int seal_open(const struct sealvm_secret *master, const char *aad, const unsigned char *blob,
-	      size_t len, struct sealvm_secret **ret, struct sealvm_err *err)
-	_warn_unused_result_;
+	      size_t len, struct sealvm_secret **ret, struct sealvm_err *err) _warn_unused_result_;
 
 /*
  * @out = HMAC-SHA256(@key, @domain || 0x00 || @data): the stored form of

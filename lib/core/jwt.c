@@ -39,12 +39,14 @@
 
 /* The order n of P-256 and floor(n / 2), big-endian. */
 static const unsigned char p256_n[SCALAR_BYTES] = {
-	0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+	0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17,
+	0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
 };
 static const unsigned char p256_half_n[SCALAR_BYTES] = {
-	0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+	0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b,
+	0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
 };
 
 static inline void md_ctx_freep(EVP_MD_CTX **c)
@@ -283,7 +285,8 @@ int jwt_sign(EVP_PKEY *key, const char *kid, const json_t *claims, char **ret,
 	kid_len = kid ? strlen(kid) : 0;
 	if (kid_len == 0 || kid_len > SEALVM_JWT_KID_MAX)
 		return sealvm_err_set(err, -EINVAL, "INVALID_ARGUMENT",
-				      "a token key id must have 1 to %d characters", SEALVM_JWT_KID_MAX);
+				      "a token key id must have 1 to %d characters",
+				      SEALVM_JWT_KID_MAX);
 	if (!json_is_object(claims))
 		return sealvm_err_set(err, -EINVAL, "INVALID_ARGUMENT",
 				      "token claims must be a JSON object");
@@ -352,7 +355,8 @@ static int check_header(const json_t *header, const char **ret_kid, struct sealv
 
 	if (!json_is_object(header))
 		return malformed(err, "its header is not a JSON object");
-	json_object_foreach ((json_t *)header, name, value) {
+	json_object_foreach((json_t *)header, name, value)
+	{
 		if (strcmp(name, "alg") == 0)
 			alg = value;
 		else if (strcmp(name, "kid") == 0)
@@ -360,14 +364,17 @@ static int check_header(const json_t *header, const char **ret_kid, struct sealv
 		else if (strcmp(name, "typ") == 0)
 			typ = value;
 		else if (strcmp(name, "crit") == 0)
-			return malformed(err, "critical header parameters (crit) are not supported");
+			return malformed(err,
+					 "critical header parameters (crit) are not supported");
 		else
-			return malformed(err, "its header has a member other than alg, kid and typ");
+			return malformed(err,
+					 "its header has a member other than alg, kid and typ");
 	}
 	/* Without JSON_ALLOW_NUL a string holds no NUL: strcmp sees all of it. */
 	if (!json_is_string(alg) || strcmp(json_string_value(alg), "ES256") != 0)
-		return sealvm_err_set(err, -EPERM, "TOKEN_BAD_ALG",
-				      "the bearer token is not signed with ES256, the only algorithm accepted");
+		return sealvm_err_set(
+			err, -EPERM, "TOKEN_BAD_ALG",
+			"the bearer token is not signed with ES256, the only algorithm accepted");
 	if (!json_is_string(kid) || json_string_length(kid) == 0 ||
 	    json_string_length(kid) > SEALVM_JWT_KID_MAX)
 		return malformed(err, "its header has no valid key id (kid)");
@@ -424,7 +431,8 @@ int jwt_verify(const char *token, EVP_PKEY *(*lookup)(const char *kid, void *use
 		return r;
 
 	/* Signature: exactly 64 bytes of canonical base64url. */
-	if (slen != SIG_B64_LEN || sealvm_b64_decode(dot2 + 1, slen, raw, true) != SEALVM_JWT_SIG_BYTES)
+	if (slen != SIG_B64_LEN ||
+	    sealvm_b64_decode(dot2 + 1, slen, raw, true) != SEALVM_JWT_SIG_BYTES)
 		return malformed(err, "its signature is not 64 bytes of canonical base64url");
 	/* Payload: canonical too; parsed only once the signature holds. */
 	claims_len = sealvm_b64_decode(dot1 + 1, plen, part, true);
@@ -438,11 +446,13 @@ int jwt_verify(const char *token, EVP_PKEY *(*lookup)(const char *kid, void *use
 
 	key = lookup(kid, userdata);
 	if (!key)
-		return sealvm_err_set(err, -EPERM, "TOKEN_UNKNOWN_KEY",
-				      "the bearer token was signed with a key this server does not know (rotated out or foreign): get a new token");
+		return sealvm_err_set(
+			err, -EPERM, "TOKEN_UNKNOWN_KEY",
+			"the bearer token was signed with a key this server does not know (rotated out or foreign): get a new token");
 	if (!is_p256(key))
-		return sealvm_err_set(err, -EPERM, "TOKEN_UNKNOWN_KEY",
-				      "the key registered for the bearer token's key id is not a P-256 key");
+		return sealvm_err_set(
+			err, -EPERM, "TOKEN_UNKNOWN_KEY",
+			"the key registered for the bearer token's key id is not a P-256 key");
 
 	der_len = sig_raw_to_der(raw, der);
 	mctx = EVP_MD_CTX_new();

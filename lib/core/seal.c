@@ -108,25 +108,28 @@ int seal_master_load(const char *path, struct sealvm_secret **ret, struct sealvm
 	if (fd < 0) {
 		r = negative_errno();
 		if (r == -ELOOP)
-			return sealvm_err_set(err, r, "MASTER_KEY_SYMLINK",
-					      "master key %s is a symbolic link: put the key file itself there",
-					      path);
+			return sealvm_err_set(
+				err, r, "MASTER_KEY_SYMLINK",
+				"master key %s is a symbolic link: put the key file itself there",
+				path);
 		return sealvm_err_set_errno(err, r, NULL, "cannot open master key %s", path);
 	}
 	if (fstat(fd, &st) < 0)
-		return sealvm_err_set_errno(err, negative_errno(), NULL, "cannot stat master key %s",
-					    path);
+		return sealvm_err_set_errno(err, negative_errno(), NULL,
+					    "cannot stat master key %s", path);
 	if (!S_ISREG(st.st_mode))
 		return sealvm_err_set(err, -EINVAL, "NOT_A_FILE",
 				      "master key %s is not a regular file", path);
 	if (st.st_mode & 077)
-		return sealvm_err_set(err, -EPERM, "MASTER_KEY_MODE",
-				      "master key %s is accessible by group or others (mode %04o): run 'chmod 600 %s' and check who may have read it",
-				      path, (unsigned)(st.st_mode & 07777), path);
+		return sealvm_err_set(
+			err, -EPERM, "MASTER_KEY_MODE",
+			"master key %s is accessible by group or others (mode %04o): run 'chmod 600 %s' and check who may have read it",
+			path, (unsigned)(st.st_mode & 07777), path);
 	if (st.st_size != SEALVM_MASTER_KEY_BYTES)
-		return sealvm_err_set(err, -EBADMSG, "MASTER_KEY_INVALID",
-				      "master key %s holds %lld bytes, a master key exactly %d: restore the file from its backup",
-				      path, (long long)st.st_size, SEALVM_MASTER_KEY_BYTES);
+		return sealvm_err_set(
+			err, -EBADMSG, "MASTER_KEY_INVALID",
+			"master key %s holds %lld bytes, a master key exactly %d: restore the file from its backup",
+			path, (long long)st.st_size, SEALVM_MASTER_KEY_BYTES);
 
 	/* One byte of room more than a key, so that a file that grew is noticed. */
 	r = sealvm_secret_new(SEALVM_MASTER_KEY_BYTES + 1, &key);
@@ -144,9 +147,10 @@ int seal_master_load(const char *path, struct sealvm_secret **ret, struct sealvm
 		key->len += (size_t)n;
 	}
 	if (key->len != SEALVM_MASTER_KEY_BYTES)
-		return sealvm_err_set(err, -EBADMSG, "MASTER_KEY_INVALID",
-				      "master key %s changed size while it was read: restore the file from its backup",
-				      path);
+		return sealvm_err_set(
+			err, -EBADMSG, "MASTER_KEY_INVALID",
+			"master key %s changed size while it was read: restore the file from its backup",
+			path);
 	key->data[key->len] = 0;
 	*ret = TAKE_PTR(key);
 	return 0;
@@ -171,10 +175,12 @@ static int hkdf(const struct sealvm_secret *master, const char *label,
 	if (!kctx)
 		return -ENOMEM;
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
-	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, master->data, master->len);
+	params[1] =
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, master->data, master->len);
 	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (char *)SEAL_HKDF_SALT,
 						      sizeof(SEAL_HKDF_SALT) - 1);
-	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (char *)label, label_len);
+	params[3] =
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (char *)label, label_len);
 	params[4] = OSSL_PARAM_construct_end();
 	if (EVP_KDF_derive(kctx, out, SEALVM_MASTER_KEY_BYTES, params) != 1) {
 		ERR_clear_error();
@@ -184,8 +190,7 @@ static int hkdf(const struct sealvm_secret *master, const char *label,
 	return 0;
 }
 
-int seal_derive(const struct sealvm_secret *master, const char *label,
-		struct sealvm_secret **ret)
+int seal_derive(const struct sealvm_secret *master, const char *label, struct sealvm_secret **ret)
 {
 	_cleanup_secret_ struct sealvm_secret *key = NULL;
 	int r;
@@ -205,17 +210,19 @@ int seal_derive(const struct sealvm_secret *master, const char *label,
 static int blob_invalid(struct sealvm_err *err)
 {
 	ERR_clear_error();
-	return sealvm_err_set(err, -EBADMSG, "SEALED_BLOB_INVALID",
-			      "a sealed secret failed its integrity check: it was changed, belongs elsewhere, or was sealed under another master key");
+	return sealvm_err_set(
+		err, -EBADMSG, "SEALED_BLOB_INVALID",
+		"a sealed secret failed its integrity check: it was changed, belongs elsewhere, or was sealed under another master key");
 }
 
 static int check_aad(const char *aad, size_t *ret_len, struct sealvm_err *err)
 {
 	size_t n = aad ? strlen(aad) : 0;
 	if (n == 0 || n > SEAL_AAD_MAX)
-		return sealvm_err_set(err, -EINVAL, "INVALID_ARGUMENT",
-				      "a sealed secret needs an AAD of 1 to %d characters naming its place",
-				      SEAL_AAD_MAX);
+		return sealvm_err_set(
+			err, -EINVAL, "INVALID_ARGUMENT",
+			"a sealed secret needs an AAD of 1 to %d characters naming its place",
+			SEAL_AAD_MAX);
 	*ret_len = n;
 	return 0;
 }
@@ -232,8 +239,8 @@ static int seal_key(const struct sealvm_secret *master, unsigned char key[SEALVM
 {
 	int r = hkdf(master, "seal", key);
 	if (r == -EINVAL)
-		return sealvm_err_set(err, r, "INVALID_ARGUMENT",
-				      "the master key must be %d bytes", SEALVM_MASTER_KEY_BYTES);
+		return sealvm_err_set(err, r, "INVALID_ARGUMENT", "the master key must be %d bytes",
+				      SEALVM_MASTER_KEY_BYTES);
 	if (r < 0)
 		return sealvm_err_set(err, r, NULL, "cannot derive the sealing key");
 	return 0;
@@ -244,8 +251,9 @@ static inline void sealing_key_wipe(unsigned char (*key)[SEALVM_MASTER_KEY_BYTES
 	OPENSSL_cleanse(*key, sizeof(*key));
 }
 
-int seal_blob(const struct sealvm_secret *master, const char *aad, const struct sealvm_secret *plain,
-	      unsigned char **ret_blob, size_t *ret_len, struct sealvm_err *err)
+int seal_blob(const struct sealvm_secret *master, const char *aad,
+	      const struct sealvm_secret *plain, unsigned char **ret_blob, size_t *ret_len,
+	      struct sealvm_err *err)
 {
 	_cleanup_(sealing_key_wipe) unsigned char key[SEALVM_MASTER_KEY_BYTES];
 	_cleanup_(cipher_ctx_freep) EVP_CIPHER_CTX *ctx = NULL;
@@ -272,7 +280,8 @@ int seal_blob(const struct sealvm_secret *master, const char *aad, const struct 
 	ct = nonce + SEAL_NONCE_LEN;
 	tag = ct + plain->len;
 	memcpy(blob, SEAL_MAGIC, SEAL_MAGIC_LEN);
-	/* A random 96-bit nonce per blob; each blob is sealed once, so 2^32 blobs per key stay safe. */
+	/* A random 96-bit nonce per blob; each blob is sealed once, so 2^32 blobs per key stay
+	 * safe. */
 	if (RAND_bytes(nonce, SEAL_NONCE_LEN) != 1) {
 		ERR_clear_error();
 		return sealvm_err_set(err, -EIO, NULL, "cannot generate a nonce");

@@ -326,7 +326,7 @@ static void test_every_character_matters(void **state)
 		char alts[sizeof(repl) + 3];
 		memcpy(alts, repl, sizeof(repl) - 1);
 		alts[sizeof(repl) - 1] = (char)(token[i] ^ 0x01); /* neighbouring symbol */
-		alts[sizeof(repl)] = (char)(token[i] ^ 0x20);     /* case flip */
+		alts[sizeof(repl)] = (char)(token[i] ^ 0x20);	  /* case flip */
 		alts[sizeof(repl) + 1] = (char)(token[i] + 1);
 		alts[sizeof(repl) + 2] = 0;
 		for (size_t a = 0; alts[a]; a++) {
@@ -351,8 +351,8 @@ static void test_every_character_matters(void **state)
 		t[len + 1] = 0;
 		expect_fail(t, &ring, NULL);
 	}
-	print_message("%u single-character changes of a %zu-character token, all refused\n",
-		      tried, len);
+	print_message("%u single-character changes of a %zu-character token, all refused\n", tried,
+		      len);
 	json_t *got = expect_ok(token, &ring);
 	json_decref(got);
 	free(t);
@@ -387,7 +387,8 @@ static void test_header_rules(void **state)
 		{"{\"alg\":\"ES256\",\"kid\":\"\"}", "TOKEN_MALFORMED"},
 		{"{\"alg\":\"ES256\",\"kid\":\"k\\u00001\"}", "TOKEN_MALFORMED"},
 		{"{\"alg\":\"ES256\",\"kid\":\"" KID "\",\"crit\":[\"exp\"]}", "TOKEN_MALFORMED"},
-		{"{\"alg\":\"ES256\",\"kid\":\"" KID "\",\"jku\":\"https://evil/\"}", "TOKEN_MALFORMED"},
+		{"{\"alg\":\"ES256\",\"kid\":\"" KID "\",\"jku\":\"https://evil/\"}",
+		 "TOKEN_MALFORMED"},
 		{"{\"alg\":\"ES256\",\"kid\":\"" KID "\",\"typ\":\"JOSE\"}", "TOKEN_MALFORMED"},
 		{"{\"alg\":\"ES256\",\"kid\":\"" KID "\",\"typ\":null}", "TOKEN_MALFORMED"},
 		{"{\"alg\":\"HS256\",\"alg\":\"ES256\",\"kid\":\"" KID "\"}", "TOKEN_MALFORMED"},
@@ -439,8 +440,9 @@ static void test_claims_rules(void **state)
 	EVP_PKEY *key = new_key();
 	struct keyring ring = {KID, key, 0, ""};
 	const char *hdr = "{\"alg\":\"ES256\",\"kid\":\"" KID "\",\"typ\":\"JWT\"}";
-	const char *bad[] = {"[1,2]", "\"sub\"", "42", "null", "{\"a\":1}{", "{\"a\":1,\"a\":2}",
-			     "{\"a\":1} x", "{\"a\":\"\\u0000\"}"};
+	const char *bad[] = {
+		"[1,2]",      "\"sub\"",	   "42",	  "null",
+		"{\"a\":1}{", "{\"a\":1,\"a\":2}", "{\"a\":1} x", "{\"a\":\"\\u0000\"}"};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		char *t = make_token(key, hdr, bad[i]);
 		int before = ring.calls;
@@ -707,7 +709,8 @@ static EVP_PKEY *key_from_xy(const unsigned char x[32], const unsigned char y[32
 	memcpy(point + 1, x, 32);
 	memcpy(point + 33, y, 32);
 	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0),
+		OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1",
+						 0),
 		OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)),
 		OSSL_PARAM_construct_end(),
 	};
@@ -812,7 +815,8 @@ static void test_interop_python(void **state)
 	unsigned high = 0, total = 0;
 
 	if (access("/usr/bin/python3", X_OK) != 0) {
-		print_message("skipped: /usr/bin/python3 (with python3-cryptography) is not installed\n");
+		print_message(
+			"skipped: /usr/bin/python3 (with python3-cryptography) is not installed\n");
 		skip();
 	}
 	key = new_key();
@@ -848,7 +852,8 @@ static void test_interop_python(void **state)
 	}
 	int status = pclose(p);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
-		print_message("skipped: python3-cryptography is not installed for /usr/bin/python3\n");
+		print_message(
+			"skipped: python3-cryptography is not installed for /usr/bin/python3\n");
 		unlink(pem);
 		rmdir(dir);
 		EVP_PKEY_free(key);
@@ -856,8 +861,9 @@ static void test_interop_python(void **state)
 	}
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_int_equal(total, 16);
-	print_message("python tokens: %u verified, %u of them high-S (refused as such, accepted once normalised)\n",
-		      total, high);
+	print_message(
+		"python tokens: %u verified, %u of them high-S (refused as such, accepted once normalised)\n",
+		total, high);
 
 	/* The other way: python checks ours. */
 	json_t *claims = sample_claims();

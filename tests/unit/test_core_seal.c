@@ -175,7 +175,8 @@ static void test_derive(void **state)
 	struct sealvm_secret *a = NULL, *b = NULL, *c = NULL, *d = NULL;
 	unsigned char expect[32];
 
-	/* Known answers: HKDF-SHA256(ikm = 00..1f, salt "sealvm-v1", info label), computed apart. */
+	/* Known answers: HKDF-SHA256(ikm = 00..1f, salt "sealvm-v1", info label), computed apart.
+	 */
 	assert_int_equal(seal_derive(m1, "seal", &a), 0);
 	assert_int_equal(a->len, 32);
 	hex_to_bin("f8d624785da4ea22c3042a2eb922a2b2a08977946fcb08cf36a6b50bbd436905", expect, 32);
@@ -278,9 +279,11 @@ static void test_blob_roundtrip(void **state)
 		const char *aad = "iam/signing-key/k1";
 		size_t ctl = len - SEALVM_SEAL_OVERHEAD;
 		memcpy(tag, blob + len - 16, 16);
-		assert_int_equal(EVP_DecryptInit_ex2(c, EVP_aes_256_gcm(), k->data, blob + 4, NULL), 1);
+		assert_int_equal(EVP_DecryptInit_ex2(c, EVP_aes_256_gcm(), k->data, blob + 4, NULL),
+				 1);
 		assert_int_equal(EVP_DecryptUpdate(c, NULL, &outl, (const unsigned char *)aad,
-						   (int)strlen(aad)), 1);
+						   (int)strlen(aad)),
+				 1);
 		assert_int_equal(EVP_DecryptUpdate(c, pt, &outl, blob + 16, (int)ctl), 1);
 		assert_int_equal(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, tag), 1);
 		ok = EVP_DecryptFinal_ex(c, pt + outl, &outl);
