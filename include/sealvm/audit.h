@@ -152,4 +152,15 @@ _warn_unused_result_ int audit_verify(sqlite3 *conn, const unsigned char *chain_
 				      int64_t checkpoint_seq, const unsigned char *checkpoint_head,
 				      struct audit_verify_result *ret, struct sealvm_err *err);
 
+/* ---- the events API (GET /v1/events, GET /v1/events/verify) ---------------------------- */
+
+struct http_service;
+struct audit_service;
+
+/* The events API over @db; @chain_key (AUDIT_CHAIN_KEY_SIZE bytes) is borrowed. */
+int audit_service_new(struct sealvm_db *db, const unsigned char *chain_key,
+		      struct audit_service **ret);
+void audit_service_free(struct audit_service *s);
+const struct http_service *audit_http(struct audit_service *s);
+
 #endif

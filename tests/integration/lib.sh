@@ -76,3 +76,50 @@ retry() {
 	done
 	return 1
 }
+
+# ---- sealvmd -------------------------------------------------------------------------------
+SEALVMD=${SEALVMD:-$(dirname "$SEALVM")/sealvmd}
+
+# start_daemon DATA_DIR LOG — starts sealvmd on a free loopback port; sets PORT, URL, DPID.
+start_daemon() {
+	local dir=$1 log=$2 i
+	"$SEALVMD" --data-dir "$dir" --listen 127.0.0.1:0 >"$log" 2>&1 &
+	DPID=$!
+	for i in $(seq 1 100); do
+		PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' "$log" | head -1)
+		[ -n "$PORT" ] && break
+		kill -0 $DPID 2>/dev/null || { cat "$log" >&2; fail "sealvmd exited at start"; }
+		sleep 0.1
+	done
+	[ -n "$PORT" ] || { cat "$log" >&2; fail "sealvmd did not report its port"; }
+	URL="http://127.0.0.1:$PORT"
+}
+
+# stop_daemon — SIGTERM, and it must exit 0.
+stop_daemon() {
+	kill -TERM "$DPID"
+	local rc=0
+	wait "$DPID" || rc=$?
+	[ $rc -eq 0 ] || fail "sealvmd exited $rc on SIGTERM"
+	DPID=
+}
+
+# token APIKEY_FILE — prints an access token for the key in the file.
+token() {
+	curl -sf -X POST "$URL/identity/token" \
+		--data-urlencode "grant_type=urn:ibm:params:oauth:grant-type:apikey" \
+		--data-urlencode "apikey@$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# api METHOD PATH [JSON] — curl with the bearer token in $TOK; body to .body, status echoed.
+api() {
+	local m=$1 p=$2 d=${3:-}
+	if [ -n "$d" ]; then
+		curl -s -o "$T/.body" -w '%{http_code}' -X "$m" "$URL$p" -H "Authorization: Bearer $TOK" \
+			-H 'Content-Type: application/json' --data "$d"
+	else
+		curl -s -o "$T/.body" -w '%{http_code}' -X "$m" "$URL$p" -H "Authorization: Bearer $TOK"
+	fi
+}
+# jq-like: jget EXPR — evaluates a Python expression over the JSON in .body (as j)
+jget() { python3 -c "import json,sys; j=json.load(open('$T/.body')); print($1)"; }

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * datadir.c — the data dir: layout, first initialisation, opening.
+ *
+ * DIR (0700) holds master.key (0600, 32 random bytes that seal every secret
+ * the server reuses) and sealvm.db (0600, the control-plane database). This
+ * file never prints key material; the owner API key made at init leaves only
+ * through the caller, once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sealvm/audit.h"
+#include "sealvm/file.h"
+#include "sealvm/log.h"
+#include "sealvm/seal.h"
+
+#include "sealvmd.h"
+
+static char *path_in(const char *dir, const char *name)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+/* Every owner's migrations, in one list (owners interleave freely). */
+static struct db_migration *all_migrations(size_t *ret_n)
+{
+	size_t n = iam_identity_n_migrations + iam_access_n_migrations + audit_n_migrations, k = 0;
+	struct db_migration *m = calloc(n, sizeof(*m));
+	if (!m)
+		return NULL;
+	for (size_t i = 0; i < iam_identity_n_migrations; i++)
+		m[k++] = iam_identity_migrations[i];
+	for (size_t i = 0; i < iam_access_n_migrations; i++)
+		m[k++] = iam_access_migrations[i];
+	for (size_t i = 0; i < audit_n_migrations; i++)
+		m[k++] = audit_migrations[i];
+	*ret_n = n;
+	return m;
+}
+
+static int check_dir(const char *dir, struct sealvm_err *err)
+{
+	struct stat st;
+	if (stat(dir, &st) < 0)
+		return sealvm_err_set_errno(err, negative_errno(), "DATA_DIR_MISSING",
+					    "data dir %s: run 'sealvmd init --data-dir %s' first", dir,
+					    dir);
+	if (!S_ISDIR(st.st_mode))
+		return sealvm_err_set(err, -ENOTDIR, "DATA_DIR_INVALID", "%s is not a directory", dir);
+	if (st.st_mode & 077)
+		return sealvm_err_set(err, -EPERM, "DATA_DIR_MODE",
+				      "data dir %s is accessible by group or others (mode %03o): chmod 700 %s",
+				      dir, st.st_mode & 0777, dir);
+	return 0;
+}
+
+int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_err *err)
+{
+	_cleanup_free_ char *mk = NULL, *dbp = NULL;
+	_cleanup_free_ struct db_migration *migs = NULL;
+	size_t n_migs = 0;
+	int r;
+
+	memset(d, 0, sizeof(*d));
+	d->cfg = cfg;
+	r = check_dir(cfg->data_dir, err);
+	if (r < 0)
+		return r;
+	mk = path_in(cfg->data_dir, SEALVMD_MASTER_KEY);
+	dbp = path_in(cfg->data_dir, SEALVMD_DB);
+	migs = all_migrations(&n_migs);
+	if (!mk || !dbp || !migs)
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	r = seal_master_load(mk, &d->master, err);
+	if (r < 0)
+		goto fail;
+	r = seal_derive(d->master, "audit-chain", &d->chain_key);
+	if (r < 0) {
+		sealvm_err_set(err, r, NULL, "cannot derive the audit chain key");
+		goto fail;
+	}
+	r = db_open(dbp, migs, n_migs, NULL, &d->db, err);
+	if (r < 0)
+		goto fail;
+	struct iam_config ic = {
+		.region = cfg->region,
+		.token_ttl_s = cfg->token_ttl_s,
+	};
+	r = iam_new(d->db, d->master, &ic, &d->iam, err);
+	if (r < 0)
+		goto fail;
+	r = audit_service_new(d->db, d->chain_key->data, &d->audit);
+	if (r < 0) {
+		sealvm_err_set(err, r, NULL, "out of memory");
+		goto fail;
+	}
+	return 0;
+fail:
+	sealvmd_close(d);
+	return r;
+}
+
+void sealvmd_close(struct sealvmd *d)
+{
+	audit_service_free(d->audit);
+	d->audit = NULL;
+	iam_free(d->iam);
+	db_close(d->db);
+	sealvm_secret_free(d->chain_key);
+	sealvm_secret_free(d->master);
+	d->iam = NULL;
+	d->db = NULL;
+	d->chain_key = d->master = NULL;
+}

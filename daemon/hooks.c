@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * hooks.c — how the request ladder reaches identity and audit in sealvmd.
+ *
+ * authenticate: a bearer token, verified by the identity service.
+ * authorize:    the identity service's one decision function.
+ * audit:        one CADF event per request, appended to the hash chain in a
+ *               write job of its own (before the response: the ladder waits),
+ *               or, for a handler's write job, on that job's connection so the
+ *               change and its event commit together.
+ * Events carry ids, names and the non-secret request/response data services
+ * chose; never a header value, a body or a credential.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "sealvm/audit.h"
+#include "sealvm/log.h"
+
+#include "sealvmd.h"
+
+static int hook_authenticate(struct http_request *req, struct sealvm_principal *p, void *ctx,
+			     struct sealvm_err *err)
+{
+	struct sealvmd *d = ctx;
+	const char *auth = http_request_header(req, "authorization");
+	if (!auth)
+		return sealvm_err_set(err, -EPERM, "TOKEN_MISSING",
+				      "no Authorization header: send 'Authorization: Bearer TOKEN' (POST /identity/token gives one)");
+	return iam_authenticate_bearer(d->iam, auth, p, err);
+}
+
+static int hook_authorize(const struct sealvm_principal *p, const char *action,
+			  const struct http_target *target, void *ctx, struct sealvm_err *err)
+{
+	struct sealvmd *d = ctx;
+	return iam_authorize(d->iam, p, action, target, err);
+}
+
+static const char *reason_type(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 429:
+		return "Too Many Requests";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "OK";
+	}
+}
+
+/* Fills @ev from the request; strings stay owned by the request. */
+static void event_from(struct http_request *req, int status, const struct sealvm_err *failure,
+		       struct audit_event *ev)
+{
+	const struct http_route *route = http_request_route(req);
+	const struct sealvm_principal *p = http_request_principal(req);
+	const struct http_target *t = http_request_target(req);
+
+	memset(ev, 0, sizeof(*ev));
+	ev->action = route && route->audit_action ? route->audit_action : "sealvm.request.unrouted";
+	ev->outcome = status < 400 ? AUDIT_SUCCESS : AUDIT_FAILURE;
+	ev->status = status;
+	ev->reason_type = reason_type(status);
+	ev->failure = status >= 400 && failure && sealvm_err_isset(failure) ? failure->message : NULL;
+	ev->initiator = p && p->kind != PRINCIPAL_NONE ? p : NULL;
+	ev->host_address = http_request_remote(req);
+	ev->user_agent = http_request_user_agent(req);
+	if (t) {
+		ev->target_id = t->crn[0] ? t->crn : NULL;
+		ev->target_name = t->name[0] ? t->name : NULL;
+		ev->account_id = t->account_id[0] ? t->account_id : NULL;
+	}
+	/* The trail is the caller's account when the target names none; no account: operator's. */
+	if (!ev->account_id && ev->initiator && ev->initiator->account_id[0])
+		ev->account_id = ev->initiator->account_id;
+	ev->correlation_id = http_request_id(req);
+	ev->request_data = http_request_audit_request_data(req);
+	ev->response_data = http_request_audit_response_data(req);
+}
+
+struct audit_job {
+	struct sealvmd *d;
+	struct audit_event ev;
+};
+
+static int audit_job_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
+{
+	struct audit_job *j = userdata;
+	int64_t seq;
+	return audit_append(conn, &j->ev, j->d->chain_key->data, &seq, err);
+}
+
+static int hook_audit(struct http_request *req, int status, const struct sealvm_err *failure,
+		      void *ctx, struct sealvm_err *err)
+{
+	struct audit_job j = {.d = ctx};
+	event_from(req, status, failure, &j.ev);
+	int r = db_write(j.d->db, audit_job_run, &j, err);
+	if (r < 0)
+		log_error("audit: cannot record %s (request %s): %s", j.ev.action,
+			  http_request_id(req), err && err->message[0] ? err->message : "error");
+	return r;
+}
+
+static int hook_audit_in_job(struct http_request *req, struct sqlite3 *conn, int status, void *ctx,
+			     struct sealvm_err *err)
+{
+	struct sealvmd *d = ctx;
+	struct audit_event ev;
+	int64_t seq;
+	event_from(req, status, NULL, &ev);
+	return audit_append(conn, &ev, d->chain_key->data, &seq, err);
+}
+
+void sealvmd_hooks(struct sealvmd *d, struct http_hooks *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->authenticate = hook_authenticate;
+	ret->authorize = hook_authorize;
+	ret->audit = hook_audit;
+	ret->audit_in_job = hook_audit_in_job;
+	ret->ctx = d;
+}
+
+/* ---- /healthz -------------------------------------------------------------------------- */
+
+static int healthz(struct http_request *req, struct http_response *resp, void *ctx,
+		   struct sealvm_err *err)
+{
+	resp->status = 200;
+	resp->body = json_pack("{s:s}", "status", "ok");
+	return resp->body ? 0 : -ENOMEM;
+}
+
+static const struct http_route health_routes[] = {
+	{"GET", "/healthz", healthz, NULL, NULL, NULL, 0, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_NO_AUDIT},
+};
+
+static const struct http_service health_service = {
+	.name = "health",
+	.routes = health_routes,
+	.n_routes = ELEMENTSOF(health_routes),
+};
+
+const struct http_service *sealvmd_health_service(void)
+{
+	return &health_service;
+}

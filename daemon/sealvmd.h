@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sealvmd.h — the daemon's internals: data dir, configuration, service wiring.
+ */
+#ifndef SEALVMD_H
+#define SEALVMD_H
+
+#include <stdbool.h>
+
+#include "sealvm/audit.h"
+#include "sealvm/db.h"
+#include "sealvm/err.h"
+#include "sealvm/http.h"
+#include "sealvm/iam.h"
+#include "sealvm/secret.h"
+
+#define SEALVMD_MASTER_KEY "master.key"
+#define SEALVMD_DB "sealvm.db"
+
+struct sealvmd_config {
+	char *data_dir;
+	char *listen;        /* "127.0.0.1:8720" */
+	char *tls_cert;
+	char *tls_key;
+	bool insecure_listen;
+	bool access_log;
+	char *services;      /* "iam,audit" or "all" */
+	char *region;        /* "us-south" */
+	int64_t token_ttl_s;
+	struct http_limits limits;
+};
+
+void sealvmd_config_defaults(struct sealvmd_config *cfg);
+/* Reads a JSON config file over the defaults; unknown keys are an error naming them. */
+int sealvmd_config_load(const char *path, struct sealvmd_config *cfg, struct sealvm_err *err);
+void sealvmd_config_done(struct sealvmd_config *cfg);
+
+/* The running daemon's state. */
+struct sealvmd {
+	struct sealvmd_config *cfg;
+	struct sealvm_secret *master;
+	struct sealvm_secret *chain_key; /* audit chain HMAC key, derived from master */
+	struct sealvm_db *db;
+	struct iam *iam;
+	struct audit_service *audit;
+};
+
+/* Opens the data dir: checks its mode, loads the master key, opens the database (migrations). */
+int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_err *err);
+void sealvmd_close(struct sealvmd *d);
+
+/* The ladder's hooks: identity for authn/authz, the audit chain for events. */
+void sealvmd_hooks(struct sealvmd *d, struct http_hooks *ret);
+
+/* /healthz */
+const struct http_service *sealvmd_health_service(void);
+
+#endif

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# sealvmd end to end with curl: init, tokens, service IDs, API keys, 401/403/404,
+# one audit event per request, chain verification and tampering, restart, SIGTERM.
+. "$(dirname "$0")/lib.sh"
+need curl python3 sqlite3
+[ -x "$SEALVMD" ] || fail "no sealvmd at $SEALVMD"
+trap 'rc=$?; [ -n "${DPID:-}" ] && kill -9 $DPID 2>/dev/null; chattr -R -i "$T" 2>/dev/null; rm -rf "$T"; exit $rc' EXIT
+
+# --- init -------------------------------------------------------------------------------
+"$SEALVMD" init --data-dir data --owner-key-file owner.key 2>init.log
+[ "$(stat -c %a data)" = 700 ] || fail "data dir mode $(stat -c %a data)"
+[ "$(stat -c %a data/master.key)" = 600 ] || fail "master key mode"
+[ "$(stat -c %a owner.key)" = 600 ] || fail "owner key file mode"
+[ "$(wc -l <owner.key)" = 0 ] && [ "$(wc -c <owner.key)" -ge 40 ] || fail "owner key file content"
+before=$(sha256sum data/master.key data/sealvm.db)
+rc=0
+"$SEALVMD" init --data-dir data --owner-key-file owner2.key 2>init2.log || rc=$?
+[ $rc -eq 1 ] && grep -q ALREADY_INITIALISED init2.log || fail "second init did not refuse"
+[ "$(sha256sum data/master.key data/sealvm.db)" = "$before" ] || fail "second init changed the data dir"
+[ ! -e owner2.key ] || fail "second init wrote a key"
+"$SEALVMD" init --data-dir data2 >stdout.key 2>/dev/null
+[ "$(wc -l <stdout.key)" = 1 ] || fail "init to stdout: one line"
+pass "init: modes 0700/0600, key shown once, second init refuses and changes nothing"
+
+# --- serve, tokens ------------------------------------------------------------------------
+start_daemon data daemon.log
+[ "$(curl -s "$URL/healthz")" = '{"status":"ok"}' ] || fail "healthz"
+TOK=$(token owner.key)
+[ -n "$TOK" ] || fail "no token"
+curl -s -X POST "$URL/identity/token" -d "grant_type=urn:ibm:params:oauth:grant-type:apikey&apikey=$(cat owner.key)" >tok.json
+python3 - tok.json <<'PY'
+import json, sys, time
+j = json.load(open(sys.argv[1]))
+assert j["token_type"] == "Bearer" and j["expires_in"] == 3600 and j["refresh_token"] == "not_supported", j
+assert abs(j["expiration"] - time.time() - 3600) < 120, j
+PY
+curl -s "$URL/identity/keys" | python3 -c 'import json,sys; k=json.load(sys.stdin)["keys"]; assert k and k[0]["kty"]=="EC" and k[0]["crv"]=="P-256", k'
+pass "token from the owner API key (IAM shape), verification keys published"
+
+# --- service ID, API key, authorization ----------------------------------------------------
+[ "$(api POST /v1/serviceids '{"name":"image-reader","description":"reads images"}')" = 201 ] || fail "create service ID: $(cat .body)"
+SID=$(jget 'j["id"]')
+SIAM=$(jget 'j["iam_id"]')
+[ "$(api POST /v1/apikeys "{\"name\":\"reader-key\",\"iam_id\":\"$SIAM\"}")" = 201 ] || fail "create API key: $(cat .body)"
+KID=$(jget 'j["id"]')
+jget 'j["apikey"]' | tr -d '\n' >sid.key
+[ "$(api GET "/v1/apikeys/$KID")" = 200 ] || fail "get API key"
+jget '"apikey" not in j' | grep -q True || fail "the API key value is shown again"
+OWNER_TOK=$TOK
+TOK=$(token sid.key)
+[ "$(api GET /v1/serviceids)" = 403 ] || fail "service ID without a policy was not refused: $(cat .body)"
+grep -q "iam-identity.serviceid.list" .body || fail "403 does not name the action"
+TOK=$OWNER_TOK
+pass "service ID + API key (value once); a service ID without a policy gets 403 naming the action"
+
+# --- 401s ------------------------------------------------------------------------------------
+TOK=
+[ "$(api GET /v1/serviceids)" = 401 ] || fail "no token"
+TOK=not.a.token
+[ "$(api GET /v1/serviceids)" = 401 ] || fail "malformed token"
+TOK=${OWNER_TOK%?}x
+[ "$(api GET /v1/serviceids)" = 401 ] || fail "tampered token"
+tr -d "\n" <stdout.key >d2.key
+"$SEALVMD" --data-dir data2 --listen 127.0.0.1:0 >d2.log 2>&1 &
+D2=$!
+for i in $(seq 1 50); do P2=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' d2.log); [ -n "$P2" ] && break; sleep 0.1; done
+FOREIGN=$(curl -sf -X POST "http://127.0.0.1:$P2/identity/token" --data-urlencode "grant_type=urn:ibm:params:oauth:grant-type:apikey" --data-urlencode "apikey@d2.key" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+kill -TERM $D2; wait $D2 || true
+TOK=$FOREIGN
+[ "$(api GET /v1/serviceids)" = 401 ] || fail "a token of another deployment was accepted"
+python3 -c "import json; j=json.load(open('.body')); assert j['errorCode'] == 'TOKEN_UNKNOWN_KEY', j"
+TOK=$OWNER_TOK
+[ "$(api GET /v1/serviceids/ServiceId-00000000-0000-0000-0000-000000000000)" = 404 ] || fail "missing service ID"
+[ "$(api GET /v1/nosuch)" = 404 ] || fail "unknown route"
+[ "$(api DELETE /v1/serviceids)" = 405 ] || fail "wrong method"
+[ "$(api POST /v1/serviceids '{"name": ')" = 400 ] || fail "malformed JSON"
+grep -q "column" .body || fail "malformed JSON error has no position"
+pass "401 (missing, malformed, tampered, foreign token), 404, 405, 400 with position — all JSON"
+
+# --- audit: exactly one event per request ----------------------------------------------------
+TOK=$OWNER_TOK
+[ "$(api GET '/v1/events?action=iam-identity.account-serviceid.create')" = 200 ] || fail "events: $(cat .body)"
+# so far: one create that succeeded, one that failed (the malformed JSON above)
+[ "$(jget 'len(j["events"])')" = 2 ] || fail "service ID create events: $(jget 'len(j["events"])')"
+[ "$(jget '[e["outcome"] for e in j["events"]]')" = "['success', 'failure']" ] || fail "outcomes"
+[ "$(jget 'j["events"][0]["initiator"]["typeURI"]')" = service/security/account/user ] || fail "initiator"
+for n in 1 2 3; do api POST /v1/serviceids "{\"name\":\"sid-$n\"}" >/dev/null; done
+api POST /v1/serviceids '{"name": 7}' >/dev/null # a failing create is audited too
+[ "$(api GET '/v1/events?action=iam-identity.account-serviceid.create&limit=1000')" = 200 ] || fail "events"
+[ "$(jget 'len(j["events"])')" = 6 ] || fail "expected 6 create events (4 ok + 2 failed), got $(jget 'len(j["events"])')"
+[ "$(jget 'sum(e["outcome"]=="failure" for e in j["events"])')" = 2 ] || fail "each failed create is not audited once"
+grep -qF "$(cat owner.key)" data/sealvm.db && fail "API key in the database"
+[ "$(api GET /v1/events/verify)" = 200 ] && [ "$(jget 'j["ok"]')" = True ] || fail "verify: $(cat .body)"
+pass "one audit event per request (failures too), chain verifies through the API"
+
+# --- restart keeps state; tampering is detected ------------------------------------------------
+stop_daemon
+sqlite3 data/sealvm.db "UPDATE audit_events SET event = replace(event, 'image-reader', 'image-readeX') WHERE seq = (SELECT min(seq) FROM audit_events WHERE event LIKE '%image-reader%');"
+start_daemon data daemon2.log
+TOK=$(token owner.key)
+[ "$(api GET "/v1/serviceids/$SID")" = 200 ] || fail "service ID lost across restart"
+[ "$(api GET /v1/events/verify)" = 200 ] || fail "verify call"
+[ "$(jget 'j["ok"]')" = False ] || fail "tampering not detected"
+[ "$(jget 'j["first_bad_seq"] > 0')" = True ] || fail "no first bad seq"
+stop_daemon
+pass "restart keeps state; editing one stored event makes verify fail at it; SIGTERM exits 0"
+
+# --- secrets ----------------------------------------------------------------------------------
+python3 - data daemon.log daemon2.log owner.key sid.key "$OWNER_TOK" <<'PY'
+import os, sys
+root, logs, keys, tok = sys.argv[1], sys.argv[2:4], sys.argv[4:6], sys.argv[6]
+needles = [open(k, "rb").read().strip() for k in keys] + [tok.encode(), tok.split(".")[2].encode()]
+files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs] + logs
+for f in files:
+    data = open(f, "rb").read()
+    for n in needles:
+        assert n not in data, f"a secret is in {f}"
+PY
+pass "no API key value or token in the data dir or the logs"
