@@ -93,7 +93,8 @@ static struct iam_access_state *state_of(struct iam *iam)
 int iam_access_init(struct iam *iam, struct sealvm_err *err)
 {
 	if (!state_of(iam))
-		return sealvm_err_set(err, -ENOMEM, "NO_MEMORY", "cannot allocate the access state");
+		return sealvm_err_set(err, -ENOMEM, "NO_MEMORY",
+				      "cannot allocate the access state");
 	return 0;
 }
 
@@ -125,10 +126,9 @@ int iam_policy_new_id(char ret[37])
 		return -EIO;
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(ret, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	snprintf(ret, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
 	return 0;
 }
 
@@ -225,7 +225,8 @@ static int parse_attrs(const json_t *holder, const char *field, const char *reas
 	json_object_foreach((json_t *)holder, key, v)
 	{
 		if (strcmp(key, "attributes") != 0)
-			return invalid(err, reason, "%s.%s: unknown member; only \"attributes\" is allowed",
+			return invalid(err, reason,
+				       "%s.%s: unknown member; only \"attributes\" is allowed",
 				       field, key);
 	}
 	const json_t *attrs = json_object_get(holder, "attributes");
@@ -238,27 +239,31 @@ static int parse_attrs(const json_t *holder, const char *field, const char *reas
 	for (size_t i = 0; i < n; i++) {
 		const json_t *a = json_array_get(attrs, i);
 		if (!json_is_object(a))
-			return invalid(err, reason, "%s.attributes[%zu]: must be an object", field, i);
+			return invalid(err, reason, "%s.attributes[%zu]: must be an object", field,
+				       i);
 		json_object_foreach((json_t *)a, key, v)
 		{
 			if (strcmp(key, "name") != 0 && strcmp(key, "value") != 0 &&
 			    !(allow_op && strcmp(key, "operator") == 0))
-				return invalid(err, reason,
-					       "%s.attributes[%zu].%s: unknown member; allowed: name, "
-					       "value%s",
-					       field, i, key, allow_op ? ", operator" : "");
+				return invalid(
+					err, reason,
+					"%s.attributes[%zu].%s: unknown member; allowed: name, "
+					"value%s",
+					field, i, key, allow_op ? ", operator" : "");
 		}
 		const json_t *name = json_object_get(a, "name");
 		const json_t *value = json_object_get(a, "value");
 		const json_t *op = json_object_get(a, "operator");
 		if (!json_is_string(name) || json_string_length(name) == 0)
-			return invalid(err, reason, "%s.attributes[%zu].name: must be a non-empty string",
-				       field, i);
-		if (!json_is_string(value) || !value_ok(json_string_value(value)))
 			return invalid(err, reason,
-				       "%s.attributes[%zu].value: must be a string of 1 to %d bytes "
-				       "without control characters",
-				       field, i, IAM_POLICY_VALUE_MAX);
+				       "%s.attributes[%zu].name: must be a non-empty string", field,
+				       i);
+		if (!json_is_string(value) || !value_ok(json_string_value(value)))
+			return invalid(
+				err, reason,
+				"%s.attributes[%zu].value: must be a string of 1 to %d bytes "
+				"without control characters",
+				field, i, IAM_POLICY_VALUE_MAX);
 		if (op && !json_is_string(op))
 			return invalid(err, reason, "%s.attributes[%zu].operator: must be a string",
 				       field, i);
@@ -267,8 +272,8 @@ static int parse_attrs(const json_t *holder, const char *field, const char *reas
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(ret[j].name, ret[i].name) == 0)
 				return invalid(err, reason,
-					       "%s.attributes[%zu].name: \"%s\" is given twice", field,
-					       i, ret[i].name);
+					       "%s.attributes[%zu].name: \"%s\" is given twice",
+					       field, i, ret[i].name);
 	}
 	*ret_n = n;
 	return 0;
@@ -313,7 +318,8 @@ static int parse_subject(const json_t *body, bool authorization, const char *acc
 	size_t n;
 
 	if (!json_is_array(subjects) || json_array_size(subjects) != 1)
-		return invalid(err, "INVALID_SUBJECT", "subjects: must be an array of exactly one subject");
+		return invalid(err, "INVALID_SUBJECT",
+			       "subjects: must be an array of exactly one subject");
 	int r = parse_attrs(json_array_get(subjects, 0), "subjects[0]", "INVALID_SUBJECT", false, a,
 			    &n, err);
 	if (r < 0)
@@ -324,9 +330,10 @@ static int parse_subject(const json_t *body, bool authorization, const char *acc
 		return -ENOMEM;
 	if (!authorization) {
 		if (n != 1 || strcmp(a[0].name, "iam_id") != 0)
-			return invalid(err, "INVALID_SUBJECT",
-				       "subjects[0].attributes: an access policy's subject is exactly "
-				       "one attribute named \"iam_id\"");
+			return invalid(
+				err, "INVALID_SUBJECT",
+				"subjects[0].attributes: an access policy's subject is exactly "
+				"one attribute named \"iam_id\"");
 		if (strlen(a[0].value) >= sizeof(((struct sealvm_principal *)0)->iam_id) ||
 		    strchr(a[0].value, ' '))
 			return invalid(err, "INVALID_SUBJECT",
@@ -338,7 +345,8 @@ static int parse_subject(const json_t *body, bool authorization, const char *acc
 			return -ENOMEM;
 	} else {
 		for (size_t i = 0; i < n; i++)
-			if (strcmp(a[i].name, "accountId") != 0 && strcmp(a[i].name, "serviceName") != 0 &&
+			if (strcmp(a[i].name, "accountId") != 0 &&
+			    strcmp(a[i].name, "serviceName") != 0 &&
 			    strcmp(a[i].name, "serviceInstance") != 0)
 				return invalid(err, "INVALID_SUBJECT",
 					       "subjects[0].attributes[%zu].name: \"%s\" is not a "
@@ -353,10 +361,11 @@ static int parse_subject(const json_t *body, bool authorization, const char *acc
 				       "subjects[0].attributes: an authorization's source needs "
 				       "\"accountId\"");
 		if (strcmp(acct->value, account_id) != 0)
-			return sealvm_err_set(err, -EACCES, "ACCOUNT_MISMATCH",
-					      "subjects[0] accountId \"%s\" is not your account %s: "
-					      "authorizations name sources of your own account",
-					      acct->value, account_id);
+			return sealvm_err_set(
+				err, -EACCES, "ACCOUNT_MISMATCH",
+				"subjects[0] accountId \"%s\" is not your account %s: "
+				"authorizations name sources of your own account",
+				acct->value, account_id);
 		if (!svc)
 			return invalid(err, "INVALID_SUBJECT",
 				       "subjects[0].attributes: an authorization's source needs "
@@ -377,7 +386,8 @@ static int parse_subject(const json_t *body, bool authorization, const char *acc
 }
 
 static const char *const resource_attr_names[] = {
-	"accountId", "serviceName", "serviceInstance", "resourceType", "resource", "keyRing", "region",
+	"accountId", "serviceName", "serviceInstance", "resourceType",
+	"resource",  "keyRing",	    "region",
 };
 
 struct resource {
@@ -404,11 +414,12 @@ static int parse_resource(const json_t *body, const char *account_id, struct res
 		for (size_t k = 0; k < ELEMENTSOF(resource_attr_names); k++)
 			known = known || strcmp(a[i].name, resource_attr_names[k]) == 0;
 		if (!known)
-			return invalid(err, "INVALID_RESOURCE",
-				       "resources[0].attributes[%zu].name: unknown attribute \"%s\"; "
-				       "allowed: accountId, serviceName, serviceInstance, "
-				       "resourceType, resource, region, keyRing",
-				       i, a[i].name);
+			return invalid(
+				err, "INVALID_RESOURCE",
+				"resources[0].attributes[%zu].name: unknown attribute \"%s\"; "
+				"allowed: accountId, serviceName, serviceInstance, "
+				"resourceType, resource, region, keyRing",
+				i, a[i].name);
 		const char *op = a[i].op;
 		if (op && strcmp(op, "stringEquals") != 0 &&
 		    !(strcmp(op, "stringMatch") == 0 && strcmp(a[i].name, "resource") == 0))
@@ -442,10 +453,12 @@ static int parse_resource(const json_t *body, const char *account_id, struct res
 	if (res.service_name[0]) {
 		const struct iam_service *svc = iam_roles_service(res.service_name);
 		if (!svc || svc->n_roles == 0)
-			return invalid(err, "INVALID_RESOURCE",
-				       "resources[0] serviceName: \"%s\" is not a service with roles",
-				       res.service_name);
-		if (strlen(res.service_instance) >= sizeof(((struct http_target *)0)->service_instance))
+			return invalid(
+				err, "INVALID_RESOURCE",
+				"resources[0] serviceName: \"%s\" is not a service with roles",
+				res.service_name);
+		if (strlen(res.service_instance) >=
+		    sizeof(((struct http_target *)0)->service_instance))
 			return invalid(err, "INVALID_RESOURCE",
 				       "resources[0] serviceInstance: longer than %zu bytes",
 				       sizeof(((struct http_target *)0)->service_instance) - 1);
@@ -454,9 +467,10 @@ static int parse_resource(const json_t *body, const char *account_id, struct res
 				       "resources[0] keyRing: only kms resources have key rings");
 	} else if (res.service_instance[0] || res.resource_type[0] || res.resource[0] ||
 		   res.key_ring[0]) {
-		return invalid(err, "INVALID_RESOURCE",
-			       "resources[0].attributes: serviceInstance, resourceType, resource and "
-			       "keyRing need \"serviceName\"");
+		return invalid(
+			err, "INVALID_RESOURCE",
+			"resources[0].attributes: serviceInstance, resourceType, resource and "
+			"keyRing need \"serviceName\"");
 	}
 	if (strlen(res.resource_type) >= sizeof(((struct http_target *)0)->resource_type))
 		return invalid(err, "INVALID_RESOURCE",
@@ -483,16 +497,18 @@ static int parse_roles(const json_t *body, const struct resource *res, bool auth
 		       struct sealvm_err *err)
 {
 	const json_t *roles = json_object_get(body, "roles");
-	const struct iam_service *svc = res->service_name[0] ? iam_roles_service(res->service_name)
-							    : NULL;
+	const struct iam_service *svc =
+		res->service_name[0] ? iam_roles_service(res->service_name) : NULL;
 
 	if (!json_is_array(roles) || json_array_size(roles) == 0)
 		return invalid(err, "INVALID_ROLE", "roles: must be a non-empty array");
 	if (json_array_size(roles) > IAM_POLICY_MAX_ROLES)
-		return invalid(err, "INVALID_ROLE", "roles: at most %d roles", IAM_POLICY_MAX_ROLES);
+		return invalid(err, "INVALID_ROLE", "roles: at most %d roles",
+			       IAM_POLICY_MAX_ROLES);
 	if (authorization && !svc)
-		return invalid(err, "INVALID_RESOURCE",
-			       "resources[0] serviceName: an authorization needs the target service");
+		return invalid(
+			err, "INVALID_RESOURCE",
+			"resources[0] serviceName: an authorization needs the target service");
 
 	_cleanup_json_ json_t *out = json_array();
 	if (!out)
@@ -509,14 +525,16 @@ static int parse_roles(const json_t *body, const struct resource *res, bool auth
 		{
 			if (strcmp(key, "role_id") != 0 && strcmp(key, "display_name") != 0 &&
 			    strcmp(key, "description") != 0)
-				return invalid(err, "INVALID_ROLE",
-					       "roles[%zu].%s: unknown member; roles are {\"role_id\": "
-					       "CRN}",
-					       i, key);
+				return invalid(
+					err, "INVALID_ROLE",
+					"roles[%zu].%s: unknown member; roles are {\"role_id\": "
+					"CRN}",
+					i, key);
 		}
 		const json_t *id = json_object_get(r, "role_id");
 		if (!json_is_string(id))
-			return invalid(err, "INVALID_ROLE", "roles[%zu].role_id: must be a string", i);
+			return invalid(err, "INVALID_ROLE", "roles[%zu].role_id: must be a string",
+				       i);
 		const char *crn = json_string_value(id);
 		bool platform;
 		const char *name;
@@ -527,20 +545,23 @@ static int parse_roles(const json_t *body, const struct resource *res, bool auth
 				       i, crn, IAM_ROLE_CRN_PLATFORM, IAM_ROLE_CRN_SERVICE);
 		if (svc) {
 			if (!iam_roles_find(svc, crn))
-				return invalid(err, "INVALID_ROLE",
-					       "roles[%zu].role_id: %s role \"%s\" is not a role of "
-					       "service \"%s\"",
-					       i, platform ? "platform" : "service", name, svc->name);
+				return invalid(
+					err, "INVALID_ROLE",
+					"roles[%zu].role_id: %s role \"%s\" is not a role of "
+					"service \"%s\"",
+					i, platform ? "platform" : "service", name, svc->name);
 		} else if (!iam_roles_generic_name(crn)) {
-			return invalid(err, "INVALID_ROLE",
-				       "roles[%zu].role_id: \"%s\" needs a serviceName in resources; "
-				       "a policy on every service takes platform roles only (Viewer, "
-				       "Operator, Editor, Administrator)",
-				       i, name);
+			return invalid(
+				err, "INVALID_ROLE",
+				"roles[%zu].role_id: \"%s\" needs a serviceName in resources; "
+				"a policy on every service takes platform roles only (Viewer, "
+				"Operator, Editor, Administrator)",
+				i, name);
 		}
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(spec->rules[j].role_crn, crn) == 0)
-				return invalid(err, "INVALID_ROLE", "roles[%zu].role_id: given twice", i);
+				return invalid(err, "INVALID_ROLE",
+					       "roles[%zu].role_id: given twice", i);
 		spec->rules[i] = (struct iam_policy_rule){
 			.role_crn = crn,
 			.service_name = res->service_name,
@@ -562,9 +583,18 @@ static int parse_roles(const json_t *body, const struct resource *res, bool auth
 }
 
 static const char *const body_members[] = {
-	"type", "subjects", "roles", "resources", "description",
+	"type",
+	"subjects",
+	"roles",
+	"resources",
+	"description",
 	/* Read-only members of a policy as GET returns it: accepted back on PUT, ignored. */
-	"id", "href", "created_at", "created_by_id", "last_modified_at", "last_modified_by_id",
+	"id",
+	"href",
+	"created_at",
+	"created_by_id",
+	"last_modified_at",
+	"last_modified_by_id",
 	"state",
 };
 
@@ -649,8 +679,9 @@ static json_t *roles_for_output(const char *text)
 		const char *crn = json_string_value(json_object_get(r, "role_id"));
 		if (crn && iam_roles_parse_crn(crn, &platform, &name) == 0) {
 			json_object_set_new(r, "display_name", json_string(name));
-			json_object_set_new(r, "description",
-					    json_string(platform ? "platform role" : "service role"));
+			json_object_set_new(
+				r, "description",
+				json_string(platform ? "platform role" : "service role"));
 		}
 	}
 	return roles;
@@ -669,14 +700,14 @@ json_t *iam_policy_json(const struct iam_policy_row *row)
 		json_decref(resources);
 		return NULL;
 	}
-	json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:s, s:s, s:s, s:s, s:s}", "id",
-			      row->id, "type", row->type, "subjects", subjects, "roles", roles,
-			      "resources", resources, "href", href, "created_at", row->created_at,
-			      "created_by_id", row->created_by_id, "last_modified_at",
-			      row->last_modified_at, "last_modified_by_id",
-			      row->last_modified_by_id, "state", "active");
-	if (o && row->description && json_object_set_new(o, "description",
-							 json_string(row->description)) < 0) {
+	json_t *o =
+		json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:s, s:s, s:s, s:s, s:s}", "id", row->id,
+			  "type", row->type, "subjects", subjects, "roles", roles, "resources",
+			  resources, "href", href, "created_at", row->created_at, "created_by_id",
+			  row->created_by_id, "last_modified_at", row->last_modified_at,
+			  "last_modified_by_id", row->last_modified_by_id, "state", "active");
+	if (o && row->description &&
+	    json_object_set_new(o, "description", json_string(row->description)) < 0) {
 		json_decref(o);
 		return NULL;
 	}
@@ -689,8 +720,9 @@ int iam_access_delete_subject_policies(sqlite3 *conn, const char *account_id, co
 				       struct sealvm_err *err)
 {
 	if (!conn || !account_id || !account_id[0] || !iam_id || !iam_id[0])
-		return sealvm_err_set(err, -EINVAL, "INVALID_ARGUMENT",
-				      "deleting a subject's policies needs an account and an iam_id");
+		return sealvm_err_set(
+			err, -EINVAL, "INVALID_ARGUMENT",
+			"deleting a subject's policies needs an account and an iam_id");
 	return iam_access_store_delete_subject(conn, account_id, iam_id, err);
 }
 
@@ -743,7 +775,7 @@ struct decide {
 	const struct iam_service *svc;
 	const char *action;
 	const struct http_target *t;
-	const char *region;          /* the target CRN's location, "" unknown */
+	const char *region;	     /* the target CRN's location, "" unknown */
 	const char *source_instance; /* PRINCIPAL_SERVICE: from its iam_id CRN, "" unknown */
 };
 
@@ -800,7 +832,8 @@ static int policies_allow(struct iam *iam, const struct iam_decide_query *q, str
 	bool temporary;
 
 	if (!s)
-		return sealvm_err_set(err, -EIO, "INTERNAL", "access management is not initialised");
+		return sealvm_err_set(err, -EIO, "INTERNAL",
+				      "access management is not initialised");
 	sqlite3 *conn = db_read_begin(s->db);
 	if (!conn)
 		return sealvm_err_set(err, -EIO, "DB_ERROR", "no database connection");
@@ -843,12 +876,13 @@ int iam_authorize(struct iam *iam, const struct sealvm_principal *p, const char 
 	if (!p->account_id[0] || strcmp(p->account_id, account) != 0)
 		return sealvm_err_set(err, -EACCES, "ACTION_NOT_ALLOWED",
 				      "%s of account %s may not do %s in another account",
-				      principal_label(p), p->account_id[0] ? p->account_id : "(none)",
-				      action);
+				      principal_label(p),
+				      p->account_id[0] ? p->account_id : "(none)", action);
 
 	const struct iam_service *svc = iam_roles_service_of_action(action);
 	if (!svc) {
-		log_error("iam_authorize: action \"%s\" belongs to no known service; denied", action);
+		log_error("iam_authorize: action \"%s\" belongs to no known service; denied",
+			  action);
 		return sealvm_err_set(err, -EACCES, "ACTION_NOT_ALLOWED",
 				      "%s is not a known action; nobody may do it", action);
 	}
@@ -931,6 +965,7 @@ int iam_authorize(struct iam *iam, const struct sealvm_principal *p, const char 
 	return sealvm_err_set(err, -EACCES, "ACTION_NOT_ALLOWED",
 			      "%s is not allowed to do %s%s%s: ask the account owner for a policy "
 			      "granting a role that includes it",
-			      principal_label(p), action, t->resource[0] || t->service_instance[0] ? " on " : "",
+			      principal_label(p), action,
+			      t->resource[0] || t->service_instance[0] ? " on " : "",
 			      t->resource[0] ? t->resource : t->service_instance);
 }

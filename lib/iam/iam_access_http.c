@@ -147,11 +147,11 @@ static void target_for(struct http_target *t, const char *account_id, const char
 	iam_policy_crn(account_id, id, t->crn, sizeof(t->crn));
 }
 
-/* Non-secret request data for the audit event: the policy's type and role ids. */
+/* Non-secret data for the audit event: the policy's type and role ids (when known), its id. */
 static void audit_data(struct http_request *req, const char *type, const char *roles_json,
 		       const char *id)
 {
-	json_t *rq = json_pack("{s:s}", "policyType", type);
+	json_t *rq = type ? json_pack("{s:s}", "policyType", type) : NULL;
 	if (rq && roles_json)
 		json_object_set_new(rq, "roles", json_loads(roles_json, 0, NULL));
 	json_t *rs = id ? json_pack("{s:s}", "policyId", id) : NULL;
@@ -321,10 +321,11 @@ static int job_replace(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 	if (r < 0)
 		return r;
 	if (strcmp(c.type, j->row.type) != 0)
-		return sealvm_err_set(err, -EINVAL, "INVALID_TYPE",
-				      "type: a policy's type cannot change (it is \"%s\"); delete it "
-				      "and create another",
-				      c.type);
+		return sealvm_err_set(
+			err, -EINVAL, "INVALID_TYPE",
+			"type: a policy's type cannot change (it is \"%s\"); delete it "
+			"and create another",
+			c.type);
 	if (!iam_policy_etag_matches(j->if_match, c.etag))
 		return sealvm_err_set(err, -EALREADY, "PRECONDITION_FAILED",
 				      "If-Match does not name the policy's current version: it was "
@@ -349,9 +350,10 @@ static int write_policy(struct http_request *req, struct http_response *resp, vo
 	if (replace) {
 		if_match = http_request_header(req, "If-Match");
 		if (!if_match || !if_match[0])
-			return sealvm_err_set(err, -EINVAL, "IF_MATCH_REQUIRED",
-					      "If-Match: required to replace a policy; send the ETag "
-					      "of the version you read (GET /v1/policies/{id})");
+			return sealvm_err_set(
+				err, -EINVAL, "IF_MATCH_REQUIRED",
+				"If-Match: required to replace a policy; send the ETag "
+				"of the version you read (GET /v1/policies/{id})");
 		snprintf(id, sizeof(id), "%s", http_request_param(req, "id"));
 	} else if (iam_policy_new_id(id) < 0) {
 		return sealvm_err_set(err, -EIO, "RANDOM_FAILED", "cannot generate a policy id");
@@ -371,21 +373,22 @@ static int write_policy(struct http_request *req, struct http_response *resp, vo
 		.spec = &spec,
 		.if_match = if_match,
 		.status = replace ? 200 : 201,
-		.row = {
-			.id = id,
-			.account_id = p->account_id,
-			.type = spec.authorization ? "authorization" : "access",
-			.subject = spec.subject,
-			.description = spec.description,
-			.subjects = spec.subjects_json,
-			.roles = spec.roles_json,
-			.resources = spec.resources_json,
-			.etag = etag,
-			.created_at = now,
-			.created_by_id = p->iam_id,
-			.last_modified_at = now,
-			.last_modified_by_id = p->iam_id,
-		},
+		.row =
+			{
+				.id = id,
+				.account_id = p->account_id,
+				.type = spec.authorization ? "authorization" : "access",
+				.subject = spec.subject,
+				.description = spec.description,
+				.subjects = spec.subjects_json,
+				.roles = spec.roles_json,
+				.resources = spec.resources_json,
+				.etag = etag,
+				.created_at = now,
+				.created_by_id = p->iam_id,
+				.last_modified_at = now,
+				.last_modified_by_id = p->iam_id,
+			},
 	};
 	if (!replace) {
 		struct http_target t;
@@ -403,8 +406,9 @@ static int write_policy(struct http_request *req, struct http_response *resp, vo
 		resp->body = iam_policy_json(&j.row);
 		resp->status = j.status;
 		if (!resp->body || set_etag(resp, etag) < 0)
-			r = sealvm_err_set(err, -ENOMEM, "NO_MEMORY",
-					   "the policy was saved but the answer could not be built");
+			r = sealvm_err_set(
+				err, -ENOMEM, "NO_MEMORY",
+				"the policy was saved but the answer could not be built");
 	}
 	iam_policy_spec_done(&spec);
 	return r < 0 ? r : 0;
@@ -433,8 +437,9 @@ static int job_delete(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 		if (r < 0)
 			return r;
 		if (!iam_policy_etag_matches(j->if_match, c.etag))
-			return sealvm_err_set(err, -EALREADY, "PRECONDITION_FAILED",
-					      "If-Match does not name the policy's current version");
+			return sealvm_err_set(
+				err, -EALREADY, "PRECONDITION_FAILED",
+				"If-Match does not name the policy's current version");
 	}
 	int r = iam_access_store_delete(conn, j->row.account_id, j->row.id, err);
 	if (r < 0)
@@ -453,7 +458,7 @@ static int handle_delete(struct http_request *req, struct http_response *resp, v
 		.status = 204,
 		.row = {.id = http_request_param(req, "id"), .account_id = p->account_id},
 	};
-	audit_data(req, "policy", NULL, j.row.id);
+	audit_data(req, NULL, NULL, j.row.id);
 	int r = db_write(db_of(ctx), job_delete, &j, err);
 	if (r < 0)
 		return r;

@@ -97,12 +97,13 @@ static int insert_rules(sqlite3 *conn, const struct iam_policy_row *row,
 			const struct iam_policy_rule *rules, size_t n, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(conn,
-			"INSERT INTO iam_policy_rules (policy_id, account_id, type, subject,"
-			" subject_instance, role_crn, service_name, service_instance, resource_type,"
-			" resource, resource_match, key_ring, region)"
-			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-			&st, err);
+	int r = prepare(
+		conn,
+		"INSERT INTO iam_policy_rules (policy_id, account_id, type, subject,"
+		" subject_instance, role_crn, service_name, service_instance, resource_type,"
+		" resource, resource_match, key_ring, region)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+		&st, err);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
@@ -320,7 +321,7 @@ int iam_access_store_count(sqlite3 *conn, const char *account_id, int64_t *ret,
 }
 
 #define POLICY_COLUMNS                                                                             \
-	"id, account_id, type, subject, description, subjects, roles, resources, etag,"           \
+	"id, account_id, type, subject, description, subjects, roles, resources, etag,"            \
 	" created_at, created_by_id, last_modified_at, last_modified_by_id"
 
 static int scan_policies(sqlite3 *conn, sqlite3_stmt *st, iam_policy_row_fn fn, void *userdata,
@@ -360,7 +361,8 @@ int iam_access_store_get(sqlite3 *conn, const char *id, iam_policy_row_fn fn, vo
 			 struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(conn, "SELECT " POLICY_COLUMNS " FROM iam_policies WHERE id = ?1", &st, err);
+	int r = prepare(conn, "SELECT " POLICY_COLUMNS " FROM iam_policies WHERE id = ?1", &st,
+			err);
 	if (r < 0)
 		return r;
 	int rc = bind_text(st, 1, id);
@@ -414,8 +416,7 @@ int iam_access_store_list(sqlite3 *conn, const struct iam_policy_filter *f, iam_
  */
 #define DECIDE_COLUMNS                                                                             \
 	"role_crn, service_name, subject_instance, resource, resource_match, key_ring, region"
-#define DECIDE_REST                                                                                \
-	"+resource_type IN (?6, '') AND (+resource IN (?7, '') OR resource_match = 1)"
+#define DECIDE_REST "+resource_type IN (?6, '') AND (+resource IN (?7, '') OR resource_match = 1)"
 
 int iam_access_store_decide_prepare(sqlite3 *conn, sqlite3_stmt **ret, struct sealvm_err *err)
 {
@@ -423,8 +424,8 @@ int iam_access_store_decide_prepare(sqlite3 *conn, sqlite3_stmt **ret, struct se
 		conn,
 		"SELECT " DECIDE_COLUMNS " FROM iam_policy_rules"
 		" WHERE account_id = ?1 AND type = ?2 AND subject = ?3 AND service_name = ?4"
-		" AND service_instance = ?5 AND " DECIDE_REST
-		" UNION ALL SELECT " DECIDE_COLUMNS " FROM iam_policy_rules"
+		" AND service_instance = ?5 AND " DECIDE_REST " UNION ALL SELECT " DECIDE_COLUMNS
+		" FROM iam_policy_rules"
 		" WHERE ?5 <> '' AND account_id = ?1 AND type = ?2 AND subject = ?3"
 		" AND service_name = ?4 AND service_instance = '' AND " DECIDE_REST
 		" UNION ALL SELECT " DECIDE_COLUMNS " FROM iam_policy_rules"

@@ -85,7 +85,8 @@ static const struct iam_role identity_roles[] = {
 	   "iam-identity.serviceid.unlock", "iam-identity.apikey.create",
 	   "iam-identity.apikey.update", "iam-identity.apikey.delete", "iam-identity.apikey.lock",
 	   "iam-identity.apikey.unlock")},
-	{"Administrator", true, "Editor", A("iam-identity.user.create", "iam-identity.user.delete")},
+	{"Administrator", true, "Editor",
+	 A("iam-identity.user.create", "iam-identity.user.delete")},
 };
 
 static const struct iam_role access_roles[] = {
@@ -95,7 +96,8 @@ static const struct iam_role access_roles[] = {
 };
 
 static const struct iam_role rc_roles[] = {
-	{"Viewer", true, NULL, A("resource-controller.instance.read", "resource-controller.instance.list")},
+	{"Viewer", true, NULL,
+	 A("resource-controller.instance.read", "resource-controller.instance.list")},
 	{"Operator", true, "Viewer", NONE},
 	{"Editor", true, "Viewer",
 	 A("resource-controller.instance.create", "resource-controller.instance.update",
@@ -110,9 +112,13 @@ static const struct iam_role audit_roles[] = {
 };
 
 #define SERVICE(n, prefix, mgmt, roles)                                                            \
-	{ n, prefix, mgmt, roles, ELEMENTSOF(roles) }
+	{                                                                                          \
+		n, prefix, mgmt, roles, ELEMENTSOF(roles)                                          \
+	}
 #define SOURCE_ONLY(n, prefix)                                                                     \
-	{ n, prefix, false, NULL, 0 }
+	{                                                                                          \
+		n, prefix, false, NULL, 0                                                          \
+	}
 
 /*
  * images, block-storage and compute have no roles yet: they are here so that
@@ -180,7 +186,8 @@ int iam_roles_parse_crn(const char *crn, bool *ret_platform, const char **ret_na
 	if (n == 0 || n > 64)
 		return -EINVAL;
 	for (const char *c = name; *c; c++)
-		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9')))
+		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+		      (*c >= '0' && *c <= '9')))
 			return -EINVAL;
 	*ret_platform = platform;
 	*ret_name = name;
@@ -216,7 +223,8 @@ static bool action_matches(const char *pattern, const char *action)
 
 bool iam_role_allows(const struct iam_service *svc, const struct iam_role *role, const char *action)
 {
-	/* Inheritance stays within one service and is at most a few levels deep; 8 bounds a typo'd cycle. */
+	/* Inheritance stays within one service and is at most a few levels deep; 8 bounds a typo'd
+	 * cycle. */
 	for (unsigned depth = 0; role && depth < 8; depth++) {
 		for (const char *const *a = role->actions; *a; a++)
 			if (action_matches(*a, action))

@@ -86,7 +86,6 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	char cmd[128];
-	iam_access_done(iam);
 	iam_free(iam);
 	db_close(db);
 	sealvm_secret_free(master);
@@ -140,12 +139,18 @@ static int add_policy_as(const char *acct, const char *json, char ret_id[37],
 	assert_int_equal(iam_policy_new_etag(etag), 0);
 	iam_policy_time(now);
 	struct insert_job j = {
-		.row = {.id = id, .account_id = acct,
+		.row = {.id = id,
+			.account_id = acct,
 			.type = spec.authorization ? "authorization" : "access",
-			.subject = spec.subject, .description = spec.description,
-			.subjects = spec.subjects_json, .roles = spec.roles_json,
-			.resources = spec.resources_json, .etag = etag, .created_at = now,
-			.created_by_id = "test", .last_modified_at = now,
+			.subject = spec.subject,
+			.description = spec.description,
+			.subjects = spec.subjects_json,
+			.roles = spec.roles_json,
+			.resources = spec.resources_json,
+			.etag = etag,
+			.created_at = now,
+			.created_by_id = "test",
+			.last_modified_at = now,
 			.last_modified_by_id = "test"},
 		.spec = &spec,
 	};
@@ -190,21 +195,28 @@ static bool allows(const char *service, bool platform, const char *role, const c
 static void test_roles_kms(void **state)
 {
 	static const char *reader[] = {
-		"kms.secrets.list", "kms.secrets.head", "kms.secrets-metadata.read",
-		"kms.secrets-key-versions.list", "kms.secrets.wrap", "kms.secrets.unwrap",
-		"kms.secrets.rewrap", "kms.key-rings.list", "kms.registrations.list",
-		"kms.registrations.create", "kms.registrations.delete",
+		"kms.secrets.list",	     "kms.secrets.head",
+		"kms.secrets-metadata.read", "kms.secrets-key-versions.list",
+		"kms.secrets.wrap",	     "kms.secrets.unwrap",
+		"kms.secrets.rewrap",	     "kms.key-rings.list",
+		"kms.registrations.list",    "kms.registrations.create",
+		"kms.registrations.delete",
 	};
 	static const char *writer_only[] = {
-		"kms.secrets.create", "kms.secrets.import", "kms.secrets.read",
-		"kms.secrets.rotate", "kms.secrets.setkeyfordeletion",
-		"kms.secrets.unsetkeyfordeletion", "kms.key-rings.create", "kms.import-token.create",
+		"kms.secrets.create",
+		"kms.secrets.import",
+		"kms.secrets.read",
+		"kms.secrets.rotate",
+		"kms.secrets.setkeyfordeletion",
+		"kms.secrets.unsetkeyfordeletion",
+		"kms.key-rings.create",
+		"kms.import-token.create",
 		"kms.import-token.read",
 	};
 	static const char *manager_only[] = {
-		"kms.secrets.disable", "kms.secrets.enable", "kms.secrets.delete",
-		"kms.secrets.restore", "kms.secrets.patch", "kms.key-rings.delete",
-		"kms.policies.read", "kms.policies.write", "kms.instance-policies.read",
+		"kms.secrets.disable",	       "kms.secrets.enable", "kms.secrets.delete",
+		"kms.secrets.restore",	       "kms.secrets.patch",  "kms.key-rings.delete",
+		"kms.policies.read",	       "kms.policies.write", "kms.instance-policies.read",
 		"kms.instance-policies.write",
 	};
 	const char *roles[] = {"Reader", "ReaderPlus", "Writer", "Manager"};
@@ -270,10 +282,12 @@ static void test_roles_other_services(void **state)
 	assert_false(allows("iam-access", true, "Viewer", "iam.policy.create"));
 	assert_true(allows("iam-access", true, "Administrator", "iam.policy.delete"));
 
-	assert_true(allows("resource-controller", true, "Viewer", "resource-controller.instance.read"));
+	assert_true(
+		allows("resource-controller", true, "Viewer", "resource-controller.instance.read"));
 	assert_false(allows("resource-controller", true, "Operator",
 			    "resource-controller.instance.create"));
-	assert_true(allows("resource-controller", true, "Editor", "resource-controller.instance.delete"));
+	assert_true(allows("resource-controller", true, "Editor",
+			   "resource-controller.instance.delete"));
 
 	assert_true(allows("audit", false, "Reader", "audit.events.read"));
 	assert_false(allows("audit", false, "Reader", "audit.events.verify"));
@@ -296,7 +310,8 @@ static void test_roles_other_services(void **state)
 		for (size_t k = 0; k < all[i].n_roles; k++) {
 			const struct iam_role *r = &all[i].roles[k];
 			if (r->inherits)
-				assert_non_null(iam_roles_find(&all[i], role_crn(r->platform, r->inherits)));
+				assert_non_null(iam_roles_find(&all[i],
+							       role_crn(r->platform, r->inherits)));
 		}
 }
 
@@ -304,17 +319,21 @@ static void test_role_crn(void **state)
 {
 	bool platform;
 	const char *name;
-	assert_int_equal(iam_roles_parse_crn("crn:v1:bluemix:public:iam::::role:Viewer", &platform,
-					     &name), 0);
+	assert_int_equal(
+		iam_roles_parse_crn("crn:v1:bluemix:public:iam::::role:Viewer", &platform, &name),
+		0);
 	assert_true(platform);
 	assert_string_equal(name, "Viewer");
 	assert_int_equal(iam_roles_parse_crn("crn:v1:bluemix:public:iam::::serviceRole:Reader",
-					     &platform, &name), 0);
+					     &platform, &name),
+			 0);
 	assert_false(platform);
-	assert_int_equal(iam_roles_parse_crn("crn:v1:bluemix:public:iam::::serviceRole:", &platform,
-					     &name), -EINVAL);
-	assert_int_equal(iam_roles_parse_crn("crn:v1:bluemix:public:iam::::role:Rea der", &platform,
-					     &name), -EINVAL);
+	assert_int_equal(
+		iam_roles_parse_crn("crn:v1:bluemix:public:iam::::serviceRole:", &platform, &name),
+		-EINVAL);
+	assert_int_equal(
+		iam_roles_parse_crn("crn:v1:bluemix:public:iam::::role:Rea der", &platform, &name),
+		-EINVAL);
 	assert_int_equal(iam_roles_parse_crn("Reader", &platform, &name), -EINVAL);
 }
 
@@ -327,7 +346,8 @@ struct bad_case {
 	const char *needle; /* must appear in the message */
 };
 
-#define KMS_RES "\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"}]}]"
+#define KMS_RES                                                                                    \
+	"\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"}]}]"
 #define SUBJ "\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"iam-ServiceId-x\"}]}]"
 #define READER "\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:Reader\"}]"
 
@@ -335,60 +355,87 @@ static void test_validation(void **state)
 {
 	static const struct bad_case cases[] = {
 		{"[]", -EINVAL, "INVALID_BODY", "JSON object"},
-		{"{\"type\":\"acces\"," SUBJ "," READER "," KMS_RES "}", -EINVAL, "INVALID_TYPE", "type"},
+		{"{\"type\":\"acces\"," SUBJ "," READER "," KMS_RES "}", -EINVAL, "INVALID_TYPE",
+		 "type"},
 		{"{" SUBJ "," READER "," KMS_RES "}", -EINVAL, "INVALID_TYPE", "type"},
 		{"{\"type\":\"access\",\"extra\":1," SUBJ "," READER "," KMS_RES "}", -EINVAL,
 		 "INVALID_BODY", "extra"},
-		{"{\"type\":\"access\"," READER "," KMS_RES "}", -EINVAL, "INVALID_SUBJECT", "subjects"},
-		{"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"a\"},{\"name\":\"x\",\"value\":\"b\"}]}]," READER "," KMS_RES "}",
+		{"{\"type\":\"access\"," READER "," KMS_RES "}", -EINVAL, "INVALID_SUBJECT",
+		 "subjects"},
+		{"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"a\"},{\"name\":\"x\",\"value\":\"b\"}]}]," READER
+		 "," KMS_RES "}",
 		 -EINVAL, "INVALID_SUBJECT", "iam_id"},
-		{"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"serviceName\",\"value\":\"kms\"}]}]," READER "," KMS_RES "}",
+		{"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"serviceName\",\"value\":\"kms\"}]}]," READER
+		 "," KMS_RES "}",
 		 -EINVAL, "INVALID_SUBJECT", "iam_id"},
-		{"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"\"}]}]," READER "," KMS_RES "}",
+		{"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"\"}]}]," READER
+		 "," KMS_RES "}",
 		 -EINVAL, "INVALID_SUBJECT", "subjects[0].attributes[0].value"},
-		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"serviceName\",\"value\":\"block-storage\"}]}]," READER "," KMS_RES "}",
+		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"serviceName\",\"value\":\"block-storage\"}]}]," READER
+		 "," KMS_RES "}",
 		 -EINVAL, "INVALID_SUBJECT", "accountId"},
-		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}]}]," READER "," KMS_RES "}",
+		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}]}]," READER
+		 "," KMS_RES "}",
 		 -EINVAL, "INVALID_SUBJECT", "serviceName"},
-		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"nosuch\"}]}]," READER "," KMS_RES "}",
+		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"nosuch\"}]}]," READER
+		 "," KMS_RES "}",
 		 -EINVAL, "INVALID_SUBJECT", "nosuch"},
-		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"images\"},{\"name\":\"iam_id\",\"value\":\"x\"}]}]," READER "," KMS_RES "}",
+		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"images\"},{\"name\":\"iam_id\",\"value\":\"x\"}]}]," READER
+		 "," KMS_RES "}",
 		 -EINVAL, "INVALID_SUBJECT", "iam_id"},
-		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"" OTHER_ACCOUNT "\"},{\"name\":\"serviceName\",\"value\":\"images\"}]}]," READER "," KMS_RES "}",
+		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"" OTHER_ACCOUNT
+		 "\"},{\"name\":\"serviceName\",\"value\":\"images\"}]}]," READER "," KMS_RES "}",
 		 -EACCES, "ACCOUNT_MISMATCH", "accountId"},
-		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"images\"}]}]," READER ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}]}]}",
+		{"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"images\"}]}]," READER
+		 ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}]}]}",
 		 -EINVAL, "INVALID_RESOURCE", "serviceName"},
-		{"{\"type\":\"access\"," SUBJ ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:ObjectReader\"}]," KMS_RES "}",
+		{"{\"type\":\"access\"," SUBJ
+		 ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:ObjectReader\"}]," KMS_RES
+		 "}",
 		 -EINVAL, "INVALID_ROLE", "\"ObjectReader\" is not a role of service \"kms\""},
-		{"{\"type\":\"access\"," SUBJ ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:Writer\"}],\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"iam-identity\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ
+		 ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:Writer\"}],\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"iam-identity\"}]}]}",
 		 -EINVAL, "INVALID_ROLE", "\"Writer\" is not a role of service \"iam-identity\""},
-		{"{\"type\":\"access\"," SUBJ ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:KeyPurge\"}],\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"cloud-object-storage\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ
+		 ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:KeyPurge\"}],\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"cloud-object-storage\"}]}]}",
 		 -EINVAL, "INVALID_ROLE", "KeyPurge"},
-		{"{\"type\":\"access\"," SUBJ ",\"roles\":[{\"role_id\":\"Reader\"}]," KMS_RES "}", -EINVAL,
-		 "INVALID_ROLE", "roles[0].role_id"},
+		{"{\"type\":\"access\"," SUBJ ",\"roles\":[{\"role_id\":\"Reader\"}]," KMS_RES "}",
+		 -EINVAL, "INVALID_ROLE", "roles[0].role_id"},
 		{"{\"type\":\"access\"," SUBJ ",\"roles\":[]," KMS_RES "}", -EINVAL, "INVALID_ROLE",
 		 "roles"},
-		{"{\"type\":\"access\"," SUBJ ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:Reader\"},{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:Reader\"}]," KMS_RES "}",
+		{"{\"type\":\"access\"," SUBJ
+		 ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:Reader\"},{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:Reader\"}]," KMS_RES
+		 "}",
 		 -EINVAL, "INVALID_ROLE", "roles[1].role_id: given twice"},
-		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ "," READER
+		 ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}]}]}",
 		 -EINVAL, "INVALID_ROLE", "needs a serviceName"},
-		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"},{\"name\":\"color\",\"value\":\"red\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ "," READER
+		 ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"},{\"name\":\"color\",\"value\":\"red\"}]}]}",
 		 -EINVAL, "INVALID_RESOURCE", "unknown attribute \"color\""},
-		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[{\"attributes\":[{\"name\":\"serviceName\",\"value\":\"kms\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ "," READER
+		 ",\"resources\":[{\"attributes\":[{\"name\":\"serviceName\",\"value\":\"kms\"}]}]}",
 		 -EINVAL, "INVALID_RESOURCE", "\"accountId\" is required"},
-		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"" OTHER_ACCOUNT "\"},{\"name\":\"serviceName\",\"value\":\"kms\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ "," READER
+		 ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"" OTHER_ACCOUNT
+		 "\"},{\"name\":\"serviceName\",\"value\":\"kms\"}]}]}",
 		 -EACCES, "ACCOUNT_MISMATCH", "accountId"},
-		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"nosuch\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ "," READER
+		 ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"nosuch\"}]}]}",
 		 -EINVAL, "INVALID_RESOURCE", "nosuch"},
-		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceInstance\",\"value\":\"i\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ "," READER
+		 ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceInstance\",\"value\":\"i\"}]}]}",
 		 -EINVAL, "INVALID_RESOURCE", "need \"serviceName\""},
-		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"},{\"name\":\"serviceInstance\",\"value\":\"i*\",\"operator\":\"stringMatch\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ "," READER
+		 ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"},{\"name\":\"serviceInstance\",\"value\":\"i*\",\"operator\":\"stringMatch\"}]}]}",
 		 -EINVAL, "INVALID_RESOURCE", "operator"},
-		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"},{\"name\":\"serviceName\",\"value\":\"kms\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ "," READER
+		 ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"},{\"name\":\"serviceName\",\"value\":\"kms\"}]}]}",
 		 -EINVAL, "INVALID_RESOURCE", "given twice"},
-		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[]}", -EINVAL, "INVALID_RESOURCE",
-		 "resources"},
-		{"{\"type\":\"access\"," SUBJ ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:Reader\"}],\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"cloud-object-storage\"},{\"name\":\"keyRing\",\"value\":\"r\"}]}]}",
+		{"{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[]}", -EINVAL,
+		 "INVALID_RESOURCE", "resources"},
+		{"{\"type\":\"access\"," SUBJ
+		 ",\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::serviceRole:Reader\"}],\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"cloud-object-storage\"},{\"name\":\"keyRing\",\"value\":\"r\"}]}]}",
 		 -EINVAL, "INVALID_RESOURCE", "keyRing"},
 		{"{\"type\":\"access\"," SUBJ "," READER "," KMS_RES ",\"description\":7}", -EINVAL,
 		 "INVALID_BODY", "description"},
@@ -405,10 +452,15 @@ static void test_validation(void **state)
 	}
 
 	/* Good ones, for contrast: a platform role on every service; a stringMatch resource. */
-	add_policy(account, "{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"IBMid-valid\"}]}],"
-			    "\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::role:Viewer\",\"display_name\":\"Viewer\"}],"
-			    "\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}]}]}");
-	add_policy(account, "{\"type\":\"access\"," SUBJ "," READER ",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\",\"operator\":\"stringEquals\"},{\"name\":\"serviceName\",\"value\":\"kms\"},{\"name\":\"resource\",\"value\":\"k-*\",\"operator\":\"stringMatch\"}]}]}");
+	add_policy(
+		account,
+		"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"IBMid-valid\"}]}],"
+		"\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::role:Viewer\",\"display_name\":\"Viewer\"}],"
+		"\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}]}]}");
+	add_policy(
+		account,
+		"{\"type\":\"access\"," SUBJ "," READER
+		",\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\",\"operator\":\"stringEquals\"},{\"name\":\"serviceName\",\"value\":\"kms\"},{\"name\":\"resource\",\"value\":\"k-*\",\"operator\":\"stringMatch\"}]}]}");
 }
 
 /* --- decisions ----------------------------------------------------------------------------- */
@@ -420,10 +472,11 @@ static void test_validation(void **state)
 static const char *policy_tmpl(char *buf, size_t n, const char *type, const char *subject_attrs,
 			       const char *role, const char *resource_attrs)
 {
-	snprintf(buf, n,
-		 "{\"type\":\"%s\",\"subjects\":[{\"attributes\":[%s]}],\"roles\":[{\"role_id\":\"%s\"}],"
-		 "\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}%s]}]}",
-		 type, subject_attrs, role, resource_attrs);
+	snprintf(
+		buf, n,
+		"{\"type\":\"%s\",\"subjects\":[{\"attributes\":[%s]}],\"roles\":[{\"role_id\":\"%s\"}],"
+		"\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"ACCT\"}%s]}]}",
+		type, subject_attrs, role, resource_attrs);
 	return buf;
 }
 
@@ -439,15 +492,18 @@ static void authorization(const char *acct, const char *source, const char *role
 			  const char *resource_attrs)
 {
 	char subj[256], buf[2048];
-	snprintf(subj, sizeof(subj),
-		 "{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"%s\"}",
-		 source);
-	add_policy(acct, policy_tmpl(buf, sizeof(buf), "authorization", subj, role, resource_attrs));
+	snprintf(
+		subj, sizeof(subj),
+		"{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"%s\"}",
+		source);
+	add_policy(acct,
+		   policy_tmpl(buf, sizeof(buf), "authorization", subj, role, resource_attrs));
 }
 
 #define SVC(s) ",{\"name\":\"serviceName\",\"value\":\"" s "\"}"
 #define INST(i) ",{\"name\":\"serviceInstance\",\"value\":\"" i "\"}"
-#define KEY(k) ",{\"name\":\"resourceType\",\"value\":\"key\"},{\"name\":\"resource\",\"value\":\"" k "\"}"
+#define KEY(k)                                                                                     \
+	",{\"name\":\"resourceType\",\"value\":\"key\"},{\"name\":\"resource\",\"value\":\"" k "\"}"
 #define REGION(r) ",{\"name\":\"region\",\"value\":\"" r "\"}"
 #define SROLE(n) IAM_ROLE_CRN_SERVICE n
 #define PROLE(n) IAM_ROLE_CRN_PLATFORM n
@@ -488,15 +544,15 @@ static void principal(enum who w, enum principal_kind kind, const char *iam_id, 
 }
 
 enum where {
-	T_ACCT,   /* account-level: empty target */
-	T_KI1,    /* kms instance KI1 (instance-level actions) */
+	T_ACCT, /* account-level: empty target */
+	T_KI1,	/* kms instance KI1 (instance-level actions) */
 	T_KI2,
-	T_K1,     /* key k-1 in KI1 */
-	T_K2,     /* key k-2 in KI1 */
-	T_X1,     /* key x-1 in KI1 */
-	T_K3,     /* key k-3 in KI2 */
-	T_KB,     /* key in account B */
-	T_C,      /* key in account C */
+	T_K1,	   /* key k-1 in KI1 */
+	T_K2,	   /* key k-2 in KI1 */
+	T_X1,	   /* key x-1 in KI1 */
+	T_K3,	   /* key k-3 in KI2 */
+	T_KB,	   /* key in account B */
+	T_C,	   /* key in account C */
 	T_K1_EAST, /* key k-1 in KI1, CRN in us-east */
 	N_WHERE,
 };
@@ -512,14 +568,14 @@ static void target(enum where w, const char *acct, const char *inst, const char 
 	if (inst) {
 		snprintf(t->service_name, sizeof(t->service_name), "kms");
 		snprintf(t->service_instance, sizeof(t->service_instance), "%s", inst);
-		snprintf(t->crn, sizeof(t->crn), "crn:v1:sealvm:public:kms:%s:a/%s:%s::", region, acct,
-			 inst);
+		snprintf(t->crn, sizeof(t->crn), "crn:v1:sealvm:public:kms:%s:a/%s:%s::", region,
+			 acct, inst);
 	}
 	if (key) {
 		snprintf(t->resource_type, sizeof(t->resource_type), "key");
 		snprintf(t->resource, sizeof(t->resource), "%s", key);
-		snprintf(t->crn, sizeof(t->crn), "crn:v1:sealvm:public:kms:%s:a/%s:%s:key:%s", region,
-			 acct, inst, key);
+		snprintf(t->crn, sizeof(t->crn), "crn:v1:sealvm:public:kms:%s:a/%s:%s:key:%s",
+			 region, acct, inst, key);
 	}
 }
 
@@ -568,13 +624,17 @@ static void decision_fixture(void)
 	access_policy(account, "iam-ServiceId-writer", SROLE("Writer"), SVC("kms"));
 	access_policy(account, "iam-ServiceId-manager", SROLE("Manager"), SVC("kms") INST(KI1));
 	access_policy(account, "iam-ServiceId-purge", SROLE("KeyPurge"), SVC("kms") INST(KI1));
-	access_policy(account, "iam-ServiceId-key", SROLE("Reader"), SVC("kms") INST(KI1) KEY("k-1"));
-	add_policy(account,
-		   "{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"iam-ServiceId-match\"}]}],"
-		   "\"roles\":[{\"role_id\":\"" SROLE("Reader") "\"}],\"resources\":[{\"attributes\":["
-		   "{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"},"
-		   "{\"name\":\"resource\",\"value\":\"k-?\",\"operator\":\"stringMatch\"}]}]}");
-	access_policy(account, "iam-ServiceId-region", SROLE("Reader"), SVC("kms") REGION("us-east"));
+	access_policy(account, "iam-ServiceId-key", SROLE("Reader"),
+		      SVC("kms") INST(KI1) KEY("k-1"));
+	add_policy(
+		account,
+		"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"iam-ServiceId-match\"}]}],"
+		"\"roles\":[{\"role_id\":\"" SROLE(
+			"Reader") "\"}],\"resources\":[{\"attributes\":["
+				  "{\"name\":\"accountId\",\"value\":\"ACCT\"},{\"name\":\"serviceName\",\"value\":\"kms\"},"
+				  "{\"name\":\"resource\",\"value\":\"k-?\",\"operator\":\"stringMatch\"}]}]}");
+	access_policy(account, "iam-ServiceId-region", SROLE("Reader"),
+		      SVC("kms") REGION("us-east"));
 	access_policy(OTHER_ACCOUNT, "iam-ServiceId-other", SROLE("Manager"), SVC("kms"));
 	/* The same iam_id's policy in another account does not count in this one. */
 	access_policy(OTHER_ACCOUNT, "iam-ServiceId-reader", SROLE("Manager"), SVC("kms"));
@@ -615,8 +675,10 @@ static void test_decisions(void **state)
 		{SID_READER, "kms.secrets.wrap", T_K3, -EACCES, "ACTION_NOT_ALLOWED"},
 		{SID_READER, "kms.secrets.list", T_KI2, -EACCES, "ACTION_NOT_ALLOWED"},
 		{SID_READER, "kms.secrets.wrap", T_KB, -EACCES, "ACTION_NOT_ALLOWED"},
-		{SID_READER, "iam-identity.serviceid.create", T_ACCT, -EACCES, "ACTION_NOT_ALLOWED"},
-		{SID_READER, "cloud-object-storage.object.read", T_ACCT, -EACCES, "ACTION_NOT_ALLOWED"},
+		{SID_READER, "iam-identity.serviceid.create", T_ACCT, -EACCES,
+		 "ACTION_NOT_ALLOWED"},
+		{SID_READER, "cloud-object-storage.object.read", T_ACCT, -EACCES,
+		 "ACTION_NOT_ALLOWED"},
 		/* Writer on all of kms in the account */
 		{SID_WRITER, "kms.secrets.create", T_KI1, 0, NULL},
 		{SID_WRITER, "kms.secrets.create", T_KI2, 0, NULL},
@@ -626,7 +688,8 @@ static void test_decisions(void **state)
 		{SID_WRITER, "kms.secrets.disable", T_K1, -EACCES, "ACTION_NOT_ALLOWED"},
 		{SID_WRITER, "kms.secrets.purge", T_K1, -EACCES, "ACTION_NOT_ALLOWED"},
 		{SID_WRITER, "kms.secrets.wrap", T_KB, -EACCES, "ACTION_NOT_ALLOWED"},
-		{SID_WRITER, "iam-identity.serviceid.create", T_ACCT, -EACCES, "ACTION_NOT_ALLOWED"},
+		{SID_WRITER, "iam-identity.serviceid.create", T_ACCT, -EACCES,
+		 "ACTION_NOT_ALLOWED"},
 		/* Manager on KI1; KeyPurge on KI1 */
 		{SID_MANAGER, "kms.secrets.delete", T_K1, 0, NULL},
 		{SID_MANAGER, "kms.secrets.disable", T_K2, 0, NULL},
@@ -678,13 +741,15 @@ static void test_decisions(void **state)
 	for (size_t i = 0; i < ELEMENTSOF(table); i++) {
 		const struct expect *e = &table[i];
 		struct sealvm_err err = SEALVM_ERR_INIT;
-		int r = iam_authorize(iam, &principals[e->who], e->action, &targets[e->where], &err);
+		int r = iam_authorize(iam, &principals[e->who], e->action, &targets[e->where],
+				      &err);
 		bool ok = r == e->code && (!e->reason || strcmp(err.reason, e->reason) == 0);
 		if (r < 0 && !strstr(err.message, e->action) && r != -EPERM)
 			ok = false; /* a denial names the action */
 		if (!ok) {
 			wrong++;
-			fprintf(stderr, "row %zu: who %d %s where %d: got %d %s \"%s\", expected %d %s\n",
+			fprintf(stderr,
+				"row %zu: who %d %s where %d: got %d %s \"%s\", expected %d %s\n",
 				i, e->who, e->action, e->where, r, err.reason, err.message, e->code,
 				e->reason ? e->reason : "");
 		}
@@ -729,8 +794,8 @@ static void test_delete_subject_policies(void **state)
 	assert_int_equal(db_write(db, del_job, &j, &err), 2);
 	assert_int_equal(iam_authorize(iam, &p, "iam-identity.serviceid.list", &t, &err), -EACCES);
 	/* The other account's policy for the same iam_id stays. */
-	assert_int_equal(db_write(db, del_job, &(struct del_job){OTHER_ACCOUNT, "iam-ServiceId-doomed"},
-				  &err),
+	assert_int_equal(db_write(db, del_job,
+				  &(struct del_job){OTHER_ACCOUNT, "iam-ServiceId-doomed"}, &err),
 			 1);
 	assert_int_equal(db_write(db, del_job, &j, &err), 0);
 	sealvm_err_clear(&err);
@@ -850,8 +915,11 @@ static void test_http(void **state)
 		.listen = "127.0.0.1:0",
 		.services = svc,
 		.n_services = 1,
-		.hooks = {.authenticate = test_authenticate, .authorize = test_authorize,
-			  .audit = test_audit, .audit_in_job = test_audit_in_job, .ctx = iam},
+		.hooks = {.authenticate = test_authenticate,
+			  .authorize = test_authorize,
+			  .audit = test_audit,
+			  .audit_in_job = test_audit_in_job,
+			  .ctx = iam},
 	};
 	cfg.limits.threads = 2;
 	if (http_server_start(&cfg, &srv, &err) < 0)
@@ -869,12 +937,15 @@ static void test_http(void **state)
 
 	struct reply r;
 	char body[2048], path[128], etag[64], etag2[64], hdr[128];
-	snprintf(body, sizeof(body),
-		 "{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"iam-ServiceId-http\"}]}],"
-		 "\"roles\":[{\"role_id\":\"" SROLE("Reader") "\"}],\"resources\":[{\"attributes\":["
-		 "{\"name\":\"accountId\",\"value\":\"%s\"},{\"name\":\"serviceName\",\"value\":\"kms\"},"
-		 "{\"name\":\"serviceInstance\",\"value\":\"" KI1 "\"}]}],\"description\":\"d\"}",
-		 account);
+	snprintf(
+		body, sizeof(body),
+		"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"iam-ServiceId-http\"}]}],"
+		"\"roles\":[{\"role_id\":\"" SROLE(
+			"Reader") "\"}],\"resources\":[{\"attributes\":["
+				  "{\"name\":\"accountId\",\"value\":\"%s\"},{\"name\":\"serviceName\",\"value\":\"kms\"},"
+				  "{\"name\":\"serviceInstance\",\"value\":\"" KI1
+				  "\"}]}],\"description\":\"d\"}",
+		account);
 
 	/* create: 201, the IBM shape, an ETag */
 	unsigned before = audited;
@@ -919,21 +990,26 @@ static void test_http(void **state)
 	reply_done(&r);
 
 	/* validation errors over HTTP: 400 naming the field; another account in the body: 403 */
-	assert_int_equal(request("POST", "/v1/policies", adminp, NULL,
-				 "{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"x\"}]}],"
-				 "\"roles\":[{\"role_id\":\"" SROLE("Writer") "\"}],\"resources\":[{\"attributes\":["
-				 "{\"name\":\"accountId\",\"value\":\"x\"},{\"name\":\"serviceName\",\"value\":\"audit\"}]}]}",
-				 &r),
-			 403);
+	assert_int_equal(
+		request("POST", "/v1/policies", adminp, NULL,
+			"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"x\"}]}],"
+			"\"roles\":[{\"role_id\":\"" SROLE(
+				"Writer") "\"}],\"resources\":[{\"attributes\":["
+					  "{\"name\":\"accountId\",\"value\":\"x\"},{\"name\":\"serviceName\",\"value\":\"audit\"}]}]}",
+			&r),
+		403);
 	reply_done(&r);
-	snprintf(body, sizeof(body),
-		 "{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"x\"}]}],"
-		 "\"roles\":[{\"role_id\":\"" SROLE("Writer") "\"}],\"resources\":[{\"attributes\":["
-		 "{\"name\":\"accountId\",\"value\":\"%s\"},{\"name\":\"serviceName\",\"value\":\"audit\"}]}]}",
-		 account);
+	snprintf(
+		body, sizeof(body),
+		"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"x\"}]}],"
+		"\"roles\":[{\"role_id\":\"" SROLE(
+			"Writer") "\"}],\"resources\":[{\"attributes\":["
+				  "{\"name\":\"accountId\",\"value\":\"%s\"},{\"name\":\"serviceName\",\"value\":\"audit\"}]}]}",
+		account);
 	assert_int_equal(request("POST", "/v1/policies", adminp, NULL, body, &r), 400);
 	assert_non_null(strstr(error_message(&r), "\"Writer\" is not a role of service \"audit\""));
-	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(r.body, "errors"), 0), "code")),
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(r.body, "errors"), 0), "code")),
 			    "invalid_role");
 	assert_int_equal(json_integer_value(json_object_get(r.body, "status_code")), 400);
 	reply_done(&r);
@@ -941,19 +1017,21 @@ static void test_http(void **state)
 	reply_done(&r);
 
 	/* an authorization, for the list filters */
-	snprintf(body, sizeof(body),
-		 "{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"%s\"},"
-		 "{\"name\":\"serviceName\",\"value\":\"images\"}]}],"
-		 "\"roles\":[{\"role_id\":\"" SROLE("Reader") "\"}],\"resources\":[{\"attributes\":["
-		 "{\"name\":\"accountId\",\"value\":\"%s\"},{\"name\":\"serviceName\",\"value\":\"kms\"}]}]}",
-		 account, account);
+	snprintf(
+		body, sizeof(body),
+		"{\"type\":\"authorization\",\"subjects\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"%s\"},"
+		"{\"name\":\"serviceName\",\"value\":\"images\"}]}],"
+		"\"roles\":[{\"role_id\":\"" SROLE(
+			"Reader") "\"}],\"resources\":[{\"attributes\":["
+				  "{\"name\":\"accountId\",\"value\":\"%s\"},{\"name\":\"serviceName\",\"value\":\"kms\"}]}]}",
+		account, account);
 	assert_int_equal(request("POST", "/v1/policies", ownerp, NULL, body, &r), 201);
 	reply_done(&r);
 
 	/* list: by iam_id, by type, the account's own only */
-	assert_int_equal(request("GET", "/v1/policies?iam_id=iam-ServiceId-http", viewerp, NULL, NULL,
-				 &r),
-			 200);
+	assert_int_equal(
+		request("GET", "/v1/policies?iam_id=iam-ServiceId-http", viewerp, NULL, NULL, &r),
+		200);
 	assert_int_equal(json_array_size(json_object_get(r.body, "policies")), 1);
 	reply_done(&r);
 	assert_int_equal(request("GET", "/v1/policies?type=authorization", viewerp, NULL, NULL, &r),
@@ -962,8 +1040,8 @@ static void test_http(void **state)
 	assert_true(json_array_size(pols) >= 2);
 	size_t i;
 	json_t *pol;
-	json_array_foreach(pols, i, pol)
-		assert_string_equal(json_string_value(json_object_get(pol, "type")), "authorization");
+	json_array_foreach(pols, i, pol) assert_string_equal(
+		json_string_value(json_object_get(pol, "type")), "authorization");
 	reply_done(&r);
 	assert_int_equal(request("GET", "/v1/policies?type=access&service_name=iam-access", viewerp,
 				 NULL, NULL, &r),
@@ -981,18 +1059,21 @@ static void test_http(void **state)
 
 	/* replace: If-Match required (428), stale (412), current (200, new ETag); type fixed */
 	snprintf(path, sizeof(path), "/v1/policies/%s", pid);
-	snprintf(body, sizeof(body),
-		 "{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"iam-ServiceId-http\"}]}],"
-		 "\"roles\":[{\"role_id\":\"" SROLE("Writer") "\"}],\"resources\":[{\"attributes\":["
-		 "{\"name\":\"accountId\",\"value\":\"%s\"},{\"name\":\"serviceName\",\"value\":\"kms\"},"
-		 "{\"name\":\"serviceInstance\",\"value\":\"" KI1 "\"}]}]}",
-		 account);
+	snprintf(
+		body, sizeof(body),
+		"{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"iam-ServiceId-http\"}]}],"
+		"\"roles\":[{\"role_id\":\"" SROLE(
+			"Writer") "\"}],\"resources\":[{\"attributes\":["
+				  "{\"name\":\"accountId\",\"value\":\"%s\"},{\"name\":\"serviceName\",\"value\":\"kms\"},"
+				  "{\"name\":\"serviceInstance\",\"value\":\"" KI1 "\"}]}]}",
+		account);
 	assert_int_equal(request("PUT", path, adminp, NULL, body, &r), 428);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(r.body, "error"), "reason")),
-			    "IF_MATCH_REQUIRED");
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(r.body, "error"), "reason")),
+		"IF_MATCH_REQUIRED");
 	reply_done(&r);
-	assert_int_equal(request("PUT", path, adminp, "If-Match: \"1-00000000000000000000000000000000\"\r\n",
-				 body, &r),
+	assert_int_equal(request("PUT", path, adminp,
+				 "If-Match: \"1-00000000000000000000000000000000\"\r\n", body, &r),
 			 412);
 	reply_done(&r);
 	assert_int_equal(iam_authorize(iam, &hp, "kms.secrets.create", &targets[T_KI1], &err),
@@ -1030,12 +1111,14 @@ static void test_http(void **state)
 	assert_int_equal(request("GET", path, viewerp, NULL, NULL, &r), 404);
 	reply_done(&r);
 	sealvm_err_clear(&err);
-	assert_int_equal(iam_authorize(iam, &hp, "kms.secrets.wrap", &targets[T_K1], &err), -EACCES);
+	assert_int_equal(iam_authorize(iam, &hp, "kms.secrets.wrap", &targets[T_K1], &err),
+			 -EACCES);
 
 	http_server_stop(srv);
 }
 
-/* --- speed ------------------------------------------------------------------------------------- */
+/* --- speed -------------------------------------------------------------------------------------
+ */
 
 static double now_s(void)
 {
@@ -1052,8 +1135,8 @@ static void test_decisions_per_second(void **state)
 	for (int i = 0; i < 900; i++) {
 		snprintf(iam_id, sizeof(iam_id), "iam-ServiceId-bench-%d", i);
 		snprintf(inst, sizeof(inst), "inst-%d", i % 50);
-		snprintf(attrs, sizeof(attrs), SVC("kms") ",{\"name\":\"serviceInstance\",\"value\":\"%s\"}",
-			 inst);
+		snprintf(attrs, sizeof(attrs),
+			 SVC("kms") ",{\"name\":\"serviceInstance\",\"value\":\"%s\"}", inst);
 		access_policy(acct, iam_id, SROLE("Reader"), attrs);
 	}
 	for (int i = 0; i < 100; i++) {
@@ -1100,14 +1183,10 @@ static void test_decisions_per_second(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roles_kms),
-		cmocka_unit_test(test_roles_other_services),
-		cmocka_unit_test(test_role_crn),
-		cmocka_unit_test(test_validation),
-		cmocka_unit_test(test_decisions),
-		cmocka_unit_test(test_delete_subject_policies),
-		cmocka_unit_test(test_http),
-		cmocka_unit_test(test_decisions_per_second),
+		cmocka_unit_test(test_roles_kms), cmocka_unit_test(test_roles_other_services),
+		cmocka_unit_test(test_role_crn),  cmocka_unit_test(test_validation),
+		cmocka_unit_test(test_decisions), cmocka_unit_test(test_delete_subject_policies),
+		cmocka_unit_test(test_http),	  cmocka_unit_test(test_decisions_per_second),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
