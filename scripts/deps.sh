@@ -12,8 +12,8 @@ build_pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libcryptsetup-
 	libcurl4-openssl-dev)
 # Real peers the tests drive, and the tools the tests use to make bad inputs.
 check_pkgs=(cryptsetup-bin qemu-utils python3 python3-cryptography e2fsprogs util-linux
-	coreutils xxd time)
-demo_pkgs=(cryptsetup-bin qemu-utils fdisk e2fsprogs)
+	coreutils xxd time curl sqlite3)
+demo_pkgs=(cryptsetup-bin qemu-utils fdisk e2fsprogs curl python3)
 bench_pkgs=(qemu-utils time bc)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
