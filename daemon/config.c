@@ -45,7 +45,8 @@ static int set_uint(unsigned *dst, json_t *v, const char *key, const char *path,
 {
 	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000000)
 		return sealvm_err_set(err, -EINVAL, "CONFIG_INVALID",
-				      "%s: \"%s\" must be a whole number from 0 to 1000000", path, key);
+				      "%s: \"%s\" must be a whole number from 0 to 1000000", path,
+				      key);
 	*dst = (unsigned)json_integer_value(v);
 	return 0;
 }
@@ -59,13 +60,15 @@ int sealvmd_config_load(const char *path, struct sealvmd_config *cfg, struct sea
 	int r = 0;
 
 	if (!root)
-		return sealvm_err_set(err, -EINVAL, "CONFIG_INVALID", "%s: line %d column %d: %s", path,
-				      je.line, je.column, je.text);
+		return sealvm_err_set(err, -EINVAL, "CONFIG_INVALID", "%s: line %d column %d: %s",
+				      path, je.line, je.column, je.text);
 	if (!json_is_object(root)) {
 		json_decref(root);
-		return sealvm_err_set(err, -EINVAL, "CONFIG_INVALID", "%s: must be a JSON object", path);
+		return sealvm_err_set(err, -EINVAL, "CONFIG_INVALID", "%s: must be a JSON object",
+				      path);
 	}
-	json_object_foreach(root, key, v) {
+	json_object_foreach(root, key, v)
+	{
 		if (!strcmp(key, "listen"))
 			r = set_str(&cfg->listen, v, key, path, err);
 		else if (!strcmp(key, "tls_cert"))
@@ -101,8 +104,8 @@ int sealvmd_config_load(const char *path, struct sealvmd_config *cfg, struct sea
 			r = set_uint(&cfg->limits.threads, v, key, path, err);
 		else
 			r = sealvm_err_set(err, -EINVAL, "CONFIG_UNKNOWN_KEY",
-					   "%s: unknown setting \"%s\" (see docs/configuration.md)", path,
-					   key);
+					   "%s: unknown setting \"%s\" (see docs/configuration.md)",
+					   path, key);
 		if (r < 0)
 			break;
 	}

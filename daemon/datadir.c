@@ -33,7 +33,9 @@ static char *path_in(const char *dir, const char *name)
 /* Every owner's migrations, in one list (owners interleave freely). */
 static struct db_migration *all_migrations(size_t *ret_n)
 {
-	size_t n = iam_identity_n_migrations + iam_access_n_migrations + audit_n_migrations, k = 0;
+	size_t n = iam_identity_n_migrations + iam_access_n_migrations + audit_n_migrations +
+		   rc_n_migrations,
+	       k = 0;
 	struct db_migration *m = calloc(n, sizeof(*m));
 	if (!m)
 		return NULL;
@@ -43,6 +45,8 @@ static struct db_migration *all_migrations(size_t *ret_n)
 		m[k++] = iam_access_migrations[i];
 	for (size_t i = 0; i < audit_n_migrations; i++)
 		m[k++] = audit_migrations[i];
+	for (size_t i = 0; i < rc_n_migrations; i++)
+		m[k++] = rc_migrations[i];
 	*ret_n = n;
 	return m;
 }
@@ -52,14 +56,16 @@ static int check_dir(const char *dir, struct sealvm_err *err)
 	struct stat st;
 	if (stat(dir, &st) < 0)
 		return sealvm_err_set_errno(err, negative_errno(), "DATA_DIR_MISSING",
-					    "data dir %s: run 'sealvmd init --data-dir %s' first", dir,
-					    dir);
+					    "data dir %s: run 'sealvmd init --data-dir %s' first",
+					    dir, dir);
 	if (!S_ISDIR(st.st_mode))
-		return sealvm_err_set(err, -ENOTDIR, "DATA_DIR_INVALID", "%s is not a directory", dir);
+		return sealvm_err_set(err, -ENOTDIR, "DATA_DIR_INVALID", "%s is not a directory",
+				      dir);
 	if (st.st_mode & 077)
-		return sealvm_err_set(err, -EPERM, "DATA_DIR_MODE",
-				      "data dir %s is accessible by group or others (mode %03o): chmod 700 %s",
-				      dir, st.st_mode & 0777, dir);
+		return sealvm_err_set(
+			err, -EPERM, "DATA_DIR_MODE",
+			"data dir %s is accessible by group or others (mode %03o): chmod 700 %s",
+			dir, st.st_mode & 0777, dir);
 	return 0;
 }
 
@@ -99,6 +105,8 @@ int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_er
 	if (r < 0)
 		goto fail;
 	r = audit_service_new(d->db, d->chain_key->data, &d->audit);
+	if (r >= 0)
+		r = rc_new(d->db, cfg->region, &d->rc);
 	if (r < 0) {
 		sealvm_err_set(err, r, NULL, "out of memory");
 		goto fail;
@@ -111,6 +119,8 @@ fail:
 
 void sealvmd_close(struct sealvmd *d)
 {
+	rc_free(d->rc);
+	d->rc = NULL;
 	audit_service_free(d->audit);
 	d->audit = NULL;
 	iam_free(d->iam);

@@ -25,8 +25,9 @@ static int hook_authenticate(struct http_request *req, struct sealvm_principal *
 	struct sealvmd *d = ctx;
 	const char *auth = http_request_header(req, "authorization");
 	if (!auth)
-		return sealvm_err_set(err, -EPERM, "TOKEN_MISSING",
-				      "no Authorization header: send 'Authorization: Bearer TOKEN' (POST /identity/token gives one)");
+		return sealvm_err_set(
+			err, -EPERM, "TOKEN_MISSING",
+			"no Authorization header: send 'Authorization: Bearer TOKEN' (POST /identity/token gives one)");
 	return iam_authenticate_bearer(d->iam, auth, p, err);
 }
 
@@ -82,7 +83,8 @@ static void event_from(struct http_request *req, int status, const struct sealvm
 	ev->outcome = status < 400 ? AUDIT_SUCCESS : AUDIT_FAILURE;
 	ev->status = status;
 	ev->reason_type = reason_type(status);
-	ev->failure = status >= 400 && failure && sealvm_err_isset(failure) ? failure->message : NULL;
+	ev->failure =
+		status >= 400 && failure && sealvm_err_isset(failure) ? failure->message : NULL;
 	ev->initiator = p && p->kind != PRINCIPAL_NONE ? p : NULL;
 	ev->host_address = http_request_remote(req);
 	ev->user_agent = http_request_user_agent(req);

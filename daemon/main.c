@@ -84,18 +84,21 @@ static int init_data_dir(struct sealvmd_config *cfg, const struct args *a)
 	int r;
 
 	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "sealvmd init: cannot create %s: %s\n", cfg->data_dir, strerror(errno));
+		fprintf(stderr, "sealvmd init: cannot create %s: %s\n", cfg->data_dir,
+			strerror(errno));
 		return 1;
 	}
 	if (chmod(cfg->data_dir, 0700) < 0) {
-		fprintf(stderr, "sealvmd init: cannot chmod %s: %s\n", cfg->data_dir, strerror(errno));
+		fprintf(stderr, "sealvmd init: cannot chmod %s: %s\n", cfg->data_dir,
+			strerror(errno));
 		return 1;
 	}
 	if (asprintf(&mk, "%s/%s", cfg->data_dir, SEALVMD_MASTER_KEY) < 0)
 		return 1;
 	r = seal_master_create(mk, &master, &err);
 	if (r == -EEXIST) {
-		fprintf(stderr, "sealvmd init: %s is already initialised (it has %s); nothing changed [ALREADY_INITIALISED]\n",
+		fprintf(stderr,
+			"sealvmd init: %s is already initialised (it has %s); nothing changed [ALREADY_INITIALISED]\n",
 			cfg->data_dir, SEALVMD_MASTER_KEY);
 		return 1;
 	}
@@ -105,12 +108,14 @@ static int init_data_dir(struct sealvmd_config *cfg, const struct args *a)
 	if (r < 0)
 		goto fail;
 	r = iam_bootstrap(d.iam, a->owner_name ? a->owner_name : "owner",
-			  a->owner_email ? a->owner_email : "owner@localhost", &apikey, account, &err);
+			  a->owner_email ? a->owner_email : "owner@localhost", &apikey, account,
+			  &err);
 	sealvmd_close(&d);
 	if (r < 0)
 		goto fail;
 	if (a->owner_key_file) {
-		r = sealvm_write_file_exclusive(a->owner_key_file, apikey->data, apikey->len, 0600, &err);
+		r = sealvm_write_file_exclusive(a->owner_key_file, apikey->data, apikey->len, 0600,
+						&err);
 		if (r < 0)
 			goto fail;
 	} else {
@@ -150,6 +155,7 @@ static int serve(struct sealvmd_config *cfg)
 		iam_identity_http(d.iam),
 		iam_access_http(d.iam),
 		audit_http(d.audit),
+		rc_http(d.rc),
 	};
 	struct http_service svc[ELEMENTSOF(services)];
 	for (size_t i = 0; i < ELEMENTSOF(services); i++)
@@ -295,14 +301,16 @@ int main(int argc, char **argv)
 			sealvmd_config_done(&cfg);
 			return 0;
 		default:
-			fprintf(stderr, "sealvmd: unknown option or missing value: '%s'; see 'sealvmd --help'\n",
+			fprintf(stderr,
+				"sealvmd: unknown option or missing value: '%s'; see 'sealvmd --help'\n",
 				argv[optind - 1]);
 			sealvmd_config_done(&cfg);
 			return 2;
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "sealvmd: unexpected argument '%s'; see 'sealvmd --help'\n", argv[optind]);
+		fprintf(stderr, "sealvmd: unexpected argument '%s'; see 'sealvmd --help'\n",
+			argv[optind]);
 		sealvmd_config_done(&cfg);
 		return 2;
 	}

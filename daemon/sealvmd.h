@@ -12,6 +12,7 @@
 #include "sealvm/err.h"
 #include "sealvm/http.h"
 #include "sealvm/iam.h"
+#include "sealvm/rc.h"
 #include "sealvm/secret.h"
 
 #define SEALVMD_MASTER_KEY "master.key"
@@ -19,13 +20,13 @@
 
 struct sealvmd_config {
 	char *data_dir;
-	char *listen;        /* "127.0.0.1:8720" */
+	char *listen; /* "127.0.0.1:8720" */
 	char *tls_cert;
 	char *tls_key;
 	bool insecure_listen;
 	bool access_log;
-	char *services;      /* "iam,audit" or "all" */
-	char *region;        /* "us-south" */
+	char *services; /* "iam,audit" or "all" */
+	char *region;	/* "us-south" */
 	int64_t token_ttl_s;
 	struct http_limits limits;
 };
@@ -43,6 +44,7 @@ struct sealvmd {
 	struct sealvm_db *db;
 	struct iam *iam;
 	struct audit_service *audit;
+	struct rc *rc;
 };
 
 /* Opens the data dir: checks its mode, loads the master key, opens the database (migrations). */

@@ -51,8 +51,8 @@ static int events_list(struct http_request *req, struct http_response *resp, voi
 	struct audit_service *s = ctx;
 	const struct sealvm_principal *p = http_request_principal(req);
 	struct audit_query q = {.account_id = p->account_id};
-	static const char *const fields[] = {"from", "to", "action", "target", "initiator",
-					     "outcome", "next", "limit"};
+	static const char *const fields[] = {"from",	  "to",	     "action", "target",
+					     "initiator", "outcome", "next",   "limit"};
 	char *v[ELEMENTSOF(fields)] = {0};
 	json_t *out = NULL;
 	int r = 0;
@@ -60,9 +60,11 @@ static int events_list(struct http_request *req, struct http_response *resp, voi
 	for (size_t i = 0; i < ELEMENTSOF(fields); i++)
 		v[i] = http_request_query_field(req, fields[i]);
 	if (v[0] && parse_time(v[0], &q.from_ms) < 0)
-		r = sealvm_err_set(err, -EINVAL, "INVALID_FIELD", "from: give epoch milliseconds or YYYY-MM-DDTHH:MM:SSZ");
+		r = sealvm_err_set(err, -EINVAL, "INVALID_FIELD",
+				   "from: give epoch milliseconds or YYYY-MM-DDTHH:MM:SSZ");
 	if (!r && v[1] && parse_time(v[1], &q.to_ms) < 0)
-		r = sealvm_err_set(err, -EINVAL, "INVALID_FIELD", "to: give epoch milliseconds or YYYY-MM-DDTHH:MM:SSZ");
+		r = sealvm_err_set(err, -EINVAL, "INVALID_FIELD",
+				   "to: give epoch milliseconds or YYYY-MM-DDTHH:MM:SSZ");
 	q.action_prefix = v[2];
 	q.target = v[3];
 	q.initiator = v[4];
@@ -70,11 +72,13 @@ static int events_list(struct http_request *req, struct http_response *resp, voi
 	if (!r && v[6]) {
 		uint64_t n;
 		if (sealvm_parse_u64(v[6], 0, (uint64_t)INT64_MAX, &n) < 0)
-			r = sealvm_err_set(err, -EINVAL, "INVALID_FIELD", "next: use the value a previous page returned");
+			r = sealvm_err_set(err, -EINVAL, "INVALID_FIELD",
+					   "next: use the value a previous page returned");
 		q.after_seq = (int64_t)n;
 	}
 	if (!r && v[7] && sealvm_parse_uint(v[7], 1, AUDIT_QUERY_LIMIT_MAX, &q.limit) < 0)
-		r = sealvm_err_set(err, -EINVAL, "INVALID_FIELD", "limit: give 1 to %d", AUDIT_QUERY_LIMIT_MAX);
+		r = sealvm_err_set(err, -EINVAL, "INVALID_FIELD", "limit: give 1 to %d",
+				   AUDIT_QUERY_LIMIT_MAX);
 	if (!r) {
 		sqlite3 *conn = db_read_begin(s->db);
 		r = audit_query(conn, &q, &out, err);
@@ -86,8 +90,10 @@ static int events_list(struct http_request *req, struct http_response *resp, voi
 		return r;
 	resp->status = 200;
 	resp->body = out;
-	http_request_set_audit_data(req, NULL,
-				    json_pack("{s:I}", "events", (json_int_t)json_array_size(json_object_get(out, "events"))));
+	http_request_set_audit_data(
+		req, NULL,
+		json_pack("{s:I}", "events",
+			  (json_int_t)json_array_size(json_object_get(out, "events"))));
 	return 0;
 }
 
@@ -105,8 +111,9 @@ static int events_verify(struct http_request *req, struct http_response *resp, v
 	for (size_t i = 0; i < AUDIT_CHAIN_SIZE; i++)
 		snprintf(head + 2 * i, 3, "%02x", res.head[i]);
 	resp->status = 200;
-	resp->body = json_pack("{s:b, s:I, s:I, s:s}", "ok", res.ok, "events", (json_int_t)res.events,
-			       "head_seq", (json_int_t)res.head_seq, "head", head);
+	resp->body =
+		json_pack("{s:b, s:I, s:I, s:s}", "ok", res.ok, "events", (json_int_t)res.events,
+			  "head_seq", (json_int_t)res.head_seq, "head", head);
 	if (resp->body && !res.ok) {
 		json_object_set_new(resp->body, "first_bad_seq", json_integer(res.first_bad_seq));
 		json_object_set_new(resp->body, "why", json_string(res.why));
@@ -117,7 +124,8 @@ static int events_verify(struct http_request *req, struct http_response *resp, v
 
 static const struct http_route audit_routes[] = {
 	{"GET", "/v1/events", events_list, NULL, "audit.events.read", "audit.events.list", 0, 0},
-	{"GET", "/v1/events/verify", events_verify, NULL, "audit.events.verify", "audit.events.verify", 0, 0},
+	{"GET", "/v1/events/verify", events_verify, NULL, "audit.events.verify",
+	 "audit.events.verify", 0, 0},
 };
 
 int audit_service_new(struct sealvm_db *db, const unsigned char *chain_key,

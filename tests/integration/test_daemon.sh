@@ -78,6 +78,23 @@ TOK=$OWNER_TOK
 grep -q "column" .body || fail "malformed JSON error has no position"
 pass "401 (missing, malformed, tampered, foreign token), 404, 405, 400 with position — all JSON"
 
+# --- resource instances -----------------------------------------------------------------------
+TOK=$OWNER_TOK
+[ "$(api POST /v2/resource_instances '{"name":"my-keys","target":"us-south","resource_id":"kms"}')" = 201 ] || fail "create instance: $(cat .body)"
+GUID=$(jget 'j["guid"]')
+[ "$(jget 'j["crn"].startswith("crn:v1:") and ":kms:us-south:a/" in j["crn"] and j["crn"].endswith(j["guid"] + "::")')" = True ] || fail "instance CRN: $(jget 'j["crn"]')"
+[ "$(api POST /v2/resource_instances '{"name":"x","target":"eu-de","resource_id":"kms"}')" = 400 ] || fail "foreign region accepted"
+grep -q "eu-de" .body || fail "the error does not name the region"
+[ "$(api POST /v2/resource_instances '{"name":"x","target":"us-south","resource_id":"nosuch"}')" = 400 ] || fail "unknown service accepted"
+[ "$(api POST /v2/resource_instances '{"target":"us-south","resource_id":"kms"}')" = 400 ] || fail "missing name accepted"
+grep -q "name" .body || fail "the error does not name the field"
+[ "$(api GET /v2/resource_instances)" = 200 ] && [ "$(jget 'j["rows_count"]')" = 1 ] || fail "list instances"
+[ "$(api GET "/v2/resource_instances/$GUID")" = 200 ] || fail "get instance"
+[ "$(api DELETE "/v2/resource_instances/$GUID")" = 204 ] || fail "delete instance"
+[ "$(api GET "/v2/resource_instances/$GUID")" = 404 ] || fail "deleted instance still there"
+[ "$(api POST /v2/resource_instances '{"name":"my-keys","target":"us-south","resource_id":"kms"}')" = 201 ] || fail "create instance again"
+pass "resource instances: create (GUID, CRN), bad region/service/name refused naming the field, list, get, delete"
+
 # --- audit: exactly one event per request ----------------------------------------------------
 TOK=$OWNER_TOK
 [ "$(api GET '/v1/events?action=iam-identity.account-serviceid.create')" = 200 ] || fail "events: $(cat .body)"
