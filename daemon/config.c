@@ -22,6 +22,8 @@ void sealvmd_config_defaults(struct sealvmd_config *cfg)
 	cfg->region = strdup("us-south");
 	cfg->token_ttl_s = 3600;
 	cfg->access_log = true;
+	cfg->audit_unauthenticated_max = 100;
+	cfg->audit_window_s = 60;
 	/* Handlers that write wait for their group commit: more threads, more writes per fsync. */
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	cfg->limits.threads = (unsigned)(n > 0 ? 4 * n : 8);
@@ -100,7 +102,15 @@ int sealvmd_config_load(const char *path, struct sealvmd_config *cfg, struct sea
 			r = set_uint(&cfg->limits.max_per_ip, v, key, path, err);
 		else if (!strcmp(key, "connection_timeout_s"))
 			r = set_uint(&cfg->limits.connection_timeout_s, v, key, path, err);
-		else if (!strcmp(key, "http_threads"))
+		else if (!strcmp(key, "audit_unauthenticated_max"))
+			r = set_uint(&cfg->audit_unauthenticated_max, v, key, path, err);
+		else if (!strcmp(key, "audit_window_s")) {
+			r = set_uint(&cfg->audit_window_s, v, key, path, err);
+			if (r >= 0 && cfg->audit_window_s == 0)
+				r = sealvm_err_set(err, -EINVAL, "CONFIG_INVALID",
+						   "%s: \"audit_window_s\" must be at least 1",
+						   path);
+		} else if (!strcmp(key, "http_threads"))
 			r = set_uint(&cfg->limits.threads, v, key, path, err);
 		else
 			r = sealvm_err_set(err, -EINVAL, "CONFIG_UNKNOWN_KEY",

@@ -12,7 +12,10 @@
  * chose; never a header value, a body or a credential.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "sealvm/audit.h"
 #include "sealvm/log.h"
@@ -113,12 +116,107 @@ static int audit_job_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 	return audit_append(conn, &j->ev, j->d->chain_key->data, &seq, err);
 }
 
+/*
+ * Requests that belong to no account (failed authentication, unknown routes
+ * without a token) go to the operator's trail, bounded: per source address
+ * and window, the first `threshold` are recorded one by one; beyond that they
+ * are only counted, and the count is recorded as one aggregate event when
+ * that source is next seen in a later window. So a flood of bad requests
+ * cannot fill the disk, nor stop the service through fail-closed audit.
+ */
+#define AGG_SLOTS 1024
+
+struct agg_slot {
+	char source[48];
+	int64_t window; /* window number (time / window length) */
+	unsigned count; /* events of this window so far */
+	unsigned suppressed;
+};
+
+static struct agg_slot agg[AGG_SLOTS];
+static pthread_mutex_t agg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned agg_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % AGG_SLOTS;
+}
+
+/*
+ * Decides for one operator-trail event: true = record it. *ret_flush gets the
+ * number suppressed in the source's previous window (to be recorded now) and
+ * *ret_window that window's number.
+ */
+static bool agg_admit(const struct sealvmd_config *cfg, const char *source, unsigned *ret_flush,
+		      int64_t *ret_window)
+{
+	int64_t w = (int64_t)time(NULL) / (cfg->audit_window_s ? cfg->audit_window_s : 60);
+	struct agg_slot *s;
+	bool admit;
+
+	pthread_mutex_lock(&agg_lock);
+	s = &agg[agg_hash(source)];
+	*ret_flush = 0;
+	if (strcmp(s->source, source) != 0 || s->window != w) {
+		if (strcmp(s->source, source) == 0 && s->suppressed) {
+			*ret_flush = s->suppressed;
+			*ret_window = s->window;
+		}
+		/* A colliding source takes the slot over; its old count is dropped with it. */
+		snprintf(s->source, sizeof(s->source), "%s", source);
+		s->window = w;
+		s->count = 0;
+		s->suppressed = 0;
+	}
+	admit = s->count < cfg->audit_unauthenticated_max;
+	if (admit)
+		s->count++;
+	else
+		s->suppressed++;
+	pthread_mutex_unlock(&agg_lock);
+	return admit;
+}
+
 static int hook_audit(struct http_request *req, int status, const struct sealvm_err *failure,
 		      void *ctx, struct sealvm_err *err)
 {
 	struct audit_job j = {.d = ctx};
+	unsigned flush = 0;
+	int64_t window = 0;
+	int r;
+
 	event_from(req, status, failure, &j.ev);
-	int r = db_write(j.d->db, audit_job_run, &j, err);
+	if (!j.ev.account_id) {
+		const char *src = http_request_remote(req) ? http_request_remote(req) : "-";
+		bool admit = agg_admit(j.d->cfg, src, &flush, &window);
+		if (flush) {
+			struct audit_job a = {.d = j.d};
+			json_t *data = json_pack(
+				"{s:s, s:I, s:I, s:i}", "source", src, "window_start",
+				(json_int_t)window *
+					(j.d->cfg->audit_window_s ? j.d->cfg->audit_window_s : 60),
+				"suppressed", (json_int_t)flush, "window_s",
+				(int)(j.d->cfg->audit_window_s ? j.d->cfg->audit_window_s : 60));
+			a.ev.action = "sealvm.unauthenticated-requests.aggregate";
+			a.ev.outcome = AUDIT_FAILURE;
+			a.ev.status = 401;
+			a.ev.reason_type = "Unauthorized";
+			a.ev.failure =
+				"requests without valid credentials, counted instead of recorded one by one";
+			a.ev.host_address = src;
+			a.ev.correlation_id = http_request_id(req);
+			a.ev.request_data = data;
+			r = db_write(j.d->db, audit_job_run, &a, err);
+			json_decref(data);
+			if (r < 0)
+				return r;
+		}
+		if (!admit)
+			return 0;
+	}
+	r = db_write(j.d->db, audit_job_run, &j, err);
 	if (r < 0)
 		log_error("audit: cannot record %s (request %s): %s", j.ev.action,
 			  http_request_id(req), err && err->message[0] ? err->message : "error");

@@ -28,6 +28,8 @@ struct sealvmd_config {
 	char *services; /* "iam,audit" or "all" */
 	char *region;	/* "us-south" */
 	int64_t token_ttl_s;
+	unsigned audit_unauthenticated_max; /* per source and window, recorded one by one */
+	unsigned audit_window_s;
 	struct http_limits limits;
 };
 
