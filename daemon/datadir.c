@@ -51,6 +51,16 @@ static struct db_migration *all_migrations(size_t *ret_n)
 	return m;
 }
 
+static int sign_statement(void *ctx, const json_t *claims, char **ret, struct sealvm_err *err)
+{
+	return iam_sign_statement(ctx, claims, ret, err);
+}
+
+static int verify_statement(void *ctx, const char *jws, json_t **ret, struct sealvm_err *err)
+{
+	return iam_verify_statement(ctx, jws, ret, err);
+}
+
 static int check_dir(const char *dir, struct sealvm_err *err)
 {
 	struct stat st;
@@ -105,8 +115,15 @@ int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_er
 	if (r < 0)
 		goto fail;
 	r = audit_service_new(d->db, d->chain_key->data, &d->audit);
-	if (r >= 0)
+	if (r >= 0) {
+		struct audit_signer signer = {
+			.sign = sign_statement,
+			.verify = verify_statement,
+			.ctx = d->iam,
+		};
+		audit_service_set_signer(d->audit, &signer);
 		r = rc_new(d->db, cfg->region, &d->rc);
+	}
 	if (r < 0) {
 		sealvm_err_set(err, r, NULL, "out of memory");
 		goto fail;

@@ -163,4 +163,16 @@ int audit_service_new(struct sealvm_db *db, const unsigned char *chain_key,
 void audit_service_free(struct audit_service *s);
 const struct http_service *audit_http(struct audit_service *s);
 
+/*
+ * Checkpoints: GET /v1/events/checkpoint returns the chain head signed by the
+ * server; GET /v1/events/verify?checkpoint=JWS proves the chain still passes
+ * through it. The signer is the identity service's (set by the daemon).
+ */
+struct audit_signer {
+	int (*sign)(void *ctx, const json_t *claims, char **ret, struct sealvm_err *err);
+	int (*verify)(void *ctx, const char *jws, json_t **ret_claims, struct sealvm_err *err);
+	void *ctx;
+};
+void audit_service_set_signer(struct audit_service *s, const struct audit_signer *signer);
+
 #endif

@@ -104,4 +104,14 @@ void iam_service_principal(const char *service_name, const char *account_id,
 const struct http_service *iam_identity_http(struct iam *iam);
 const struct http_service *iam_access_http(struct iam *iam);
 
+/*
+ * Signs @claims (borrowed) with the current token signing key: a compact
+ * ES256 JWS, verifiable by anyone with GET /identity/keys. Used for audit
+ * checkpoints. New malloc'ed string in *ret.
+ */
+int iam_sign_statement(struct iam *iam, const json_t *claims, char **ret, struct sealvm_err *err);
+/* Verifies a statement signed by this deployment (any key it still knows); claims in *ret_claims. */
+int iam_verify_statement(struct iam *iam, const char *jws, json_t **ret_claims,
+			 struct sealvm_err *err);
+
 #endif

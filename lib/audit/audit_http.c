@@ -6,12 +6,16 @@
  *                           from, to (epoch ms or YYYY-MM-DDTHH:MM:SSZ), action
  *                           (prefix), target, initiator, outcome, next, limit
  *   GET /v1/events/verify   recomputes the whole hash chain: ok, or the first
- *                           bad sequence number
+ *                           bad sequence number; ?checkpoint=JWS also proves the
+ *                           chain still passes through a checkpoint taken earlier
+ *   GET /v1/events/checkpoint  the chain head (seq, value) signed by the server,
+ *                           to keep off the machine
  *
  * Reading the trail is itself an audited action. Queries are always scoped
  * to the caller's account; another account's events are unreachable here.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,8 +27,60 @@
 struct audit_service {
 	struct sealvm_db *db;
 	const unsigned char *chain_key;
+	struct audit_signer signer;
 	struct http_service http;
 };
+
+#define CHECKPOINT_TYPE "sealvm-audit-checkpoint"
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", in[i]);
+}
+
+static int unhex(const char *s, unsigned char *out, size_t n)
+{
+	if (!s || strlen(s) != 2 * n)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -EINVAL;
+		out[i] = (unsigned char)v;
+	}
+	return 0;
+}
+
+/* Verifies a checkpoint statement and extracts (seq, head). */
+static int checkpoint_parse(struct audit_service *s, const char *jws, int64_t *ret_seq,
+			    unsigned char head[AUDIT_CHAIN_SIZE], struct sealvm_err *err)
+{
+	json_t *claims = NULL;
+	struct sealvm_err e = SEALVM_ERR_INIT;
+	int r;
+
+	if (!s->signer.verify)
+		return sealvm_err_set(err, -ENOTSUP, "NO_SIGNER", "checkpoints are not available");
+	r = s->signer.verify(s->signer.ctx, jws, &claims, &e);
+	if (r < 0)
+		return sealvm_err_set(err, -EINVAL, "INVALID_CHECKPOINT",
+				      "checkpoint: not a checkpoint signed by this deployment (%s)",
+				      e.reason);
+	json_t *seq = json_object_get(claims, "seq");
+	const char *typ = json_string_value(json_object_get(claims, "typ"));
+	if (!typ || strcmp(typ, CHECKPOINT_TYPE) != 0 || !json_is_integer(seq) ||
+	    json_integer_value(seq) < 1 ||
+	    unhex(json_string_value(json_object_get(claims, "head")), head, AUDIT_CHAIN_SIZE) < 0) {
+		json_decref(claims);
+		return sealvm_err_set(
+			err, -EINVAL, "INVALID_CHECKPOINT",
+			"checkpoint: the signed statement is not an audit checkpoint");
+	}
+	*ret_seq = json_integer_value(seq);
+	json_decref(claims);
+	return 0;
+}
 
 /* epoch milliseconds, or an ISO 8601 UTC time "YYYY-MM-DDTHH:MM:SSZ" */
 static int parse_time(const char *s, int64_t *ret)
@@ -103,22 +159,73 @@ static int events_verify(struct http_request *req, struct http_response *resp, v
 	struct audit_service *s = ctx;
 	struct audit_verify_result res;
 	char head[2 * AUDIT_CHAIN_SIZE + 1];
+	unsigned char cp_head[AUDIT_CHAIN_SIZE];
+	int64_t cp_seq = 0;
+	char *cp = http_request_query_field(req, "checkpoint");
+	int r = 0;
+
+	if (cp) {
+		r = checkpoint_parse(s, cp, &cp_seq, cp_head, err);
+		free(cp);
+		if (r < 0)
+			return r;
+	}
+	sqlite3 *conn = db_read_begin(s->db);
+	r = audit_verify(conn, s->chain_key, cp_seq, cp_seq ? cp_head : NULL, &res, err);
+	db_read_end(s->db, conn);
+	if (r < 0 && r != -EBADMSG)
+		return r;
+	hex(res.head, AUDIT_CHAIN_SIZE, head);
+	resp->status = 200;
+	resp->body =
+		json_pack("{s:b, s:I, s:I, s:s}", "ok", res.ok, "events", (json_int_t)res.events,
+			  "head_seq", (json_int_t)res.head_seq, "head", head);
+	if (resp->body && cp_seq)
+		json_object_set_new(resp->body, "checkpoint_seq", json_integer(cp_seq));
+	if (resp->body && !res.ok) {
+		json_object_set_new(resp->body, "first_bad_seq", json_integer(res.first_bad_seq));
+		json_object_set_new(resp->body, "why", json_string(res.why));
+	}
+	http_request_set_audit_data(req, json_pack("{s:I}", "checkpoint_seq", (json_int_t)cp_seq),
+				    json_pack("{s:b}", "ok", res.ok));
+	return resp->body ? 0 : -ENOMEM;
+}
+
+static int events_checkpoint(struct http_request *req, struct http_response *resp, void *ctx,
+			     struct sealvm_err *err)
+{
+	struct audit_service *s = ctx;
+	struct audit_verify_result res;
+	char head[2 * AUDIT_CHAIN_SIZE + 1], *jws = NULL;
+
+	if (!s->signer.sign)
+		return sealvm_err_set(err, -ENOTSUP, "NO_SIGNER", "checkpoints are not available");
+	/* Only a head that verifies is worth signing. */
 	sqlite3 *conn = db_read_begin(s->db);
 	int r = audit_verify(conn, s->chain_key, 0, NULL, &res, err);
 	db_read_end(s->db, conn);
 	if (r < 0 && r != -EBADMSG)
 		return r;
-	for (size_t i = 0; i < AUDIT_CHAIN_SIZE; i++)
-		snprintf(head + 2 * i, 3, "%02x", res.head[i]);
+	if (!res.ok)
+		return sealvm_err_set(
+			err, -EBADMSG, "AUDIT_CHAIN_BROKEN",
+			"the audit chain does not verify (first bad event %lld): no checkpoint",
+			(long long)res.first_bad_seq);
+	hex(res.head, AUDIT_CHAIN_SIZE, head);
+	json_t *claims =
+		json_pack("{s:s, s:I, s:s, s:I}", "typ", CHECKPOINT_TYPE, "seq",
+			  (json_int_t)res.head_seq, "head", head, "iat", (json_int_t)time(NULL));
+	if (!claims)
+		return -ENOMEM;
+	r = s->signer.sign(s->signer.ctx, claims, &jws, err);
+	json_decref(claims);
+	if (r < 0)
+		return r;
 	resp->status = 200;
-	resp->body =
-		json_pack("{s:b, s:I, s:I, s:s}", "ok", res.ok, "events", (json_int_t)res.events,
-			  "head_seq", (json_int_t)res.head_seq, "head", head);
-	if (resp->body && !res.ok) {
-		json_object_set_new(resp->body, "first_bad_seq", json_integer(res.first_bad_seq));
-		json_object_set_new(resp->body, "why", json_string(res.why));
-	}
-	http_request_set_audit_data(req, NULL, json_pack("{s:b}", "ok", res.ok));
+	resp->body = json_pack("{s:I, s:s, s:s}", "seq", (json_int_t)res.head_seq, "head", head,
+			       "checkpoint", jws);
+	free(jws);
+	http_request_set_audit_data(req, NULL, json_pack("{s:I}", "seq", (json_int_t)res.head_seq));
 	return resp->body ? 0 : -ENOMEM;
 }
 
@@ -126,6 +233,8 @@ static const struct http_route audit_routes[] = {
 	{"GET", "/v1/events", events_list, NULL, "audit.events.read", "audit.events.list", 0, 0},
 	{"GET", "/v1/events/verify", events_verify, NULL, "audit.events.verify",
 	 "audit.events.verify", 0, 0},
+	{"GET", "/v1/events/checkpoint", events_checkpoint, NULL, "audit.events.checkpoint",
+	 "audit.events.checkpoint", 0, 0},
 };
 
 int audit_service_new(struct sealvm_db *db, const unsigned char *chain_key,
@@ -142,6 +251,11 @@ int audit_service_new(struct sealvm_db *db, const unsigned char *chain_key,
 	s->http.ctx = s;
 	*ret = s;
 	return 0;
+}
+
+void audit_service_set_signer(struct audit_service *s, const struct audit_signer *signer)
+{
+	s->signer = *signer;
 }
 
 void audit_service_free(struct audit_service *s)

@@ -847,3 +847,19 @@ void iam_tokens_free(struct iam *iam)
 	free(t);
 	iam->tokens = NULL;
 }
+
+/* ---- signed statements (audit checkpoints) ---------------------------------------------- */
+
+int iam_sign_statement(struct iam *iam, const json_t *claims, char **ret, struct sealvm_err *err)
+{
+	return iam_token_sign_claims(iam, claims, ret, err);
+}
+
+int iam_verify_statement(struct iam *iam, const char *jws, json_t **ret_claims,
+			 struct sealvm_err *err)
+{
+	struct lookup_ctx lc = {.iam = iam};
+	int r = jwt_verify(jws, lookup_kid, &lc, ret_claims, err);
+	EVP_PKEY_free(lc.held);
+	return r;
+}

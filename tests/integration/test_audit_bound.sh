@@ -10,7 +10,7 @@ need curl sqlite3 python3
 echo '{"audit_unauthenticated_max": 5, "audit_window_s": 3}' >cfg.json
 "$SEALVMD" --data-dir data --config cfg.json --listen 127.0.0.1:0 >d.log 2>&1 &
 DPID=$!
-trap 'kill -9 $DPID 2>/dev/null; rm -rf "$T"' EXIT
+trap 'rc=$?; kill -9 $DPID 2>/dev/null || true; rm -rf "$T"; exit $rc' EXIT
 for i in $(seq 1 100); do PORT=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' d.log); [ -n "$PORT" ] && break; sleep 0.1; done
 [ -n "$PORT" ] || fail "no port"
 sent=0

@@ -1,0 +1,677 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * cmd_iam.c — `sealvm iam service-id|api-key|policy|authorization ...`.
+ *
+ * Thin commands over the identity and access APIs: build the request, send it
+ * through the client, print the answer as columns, key: value lines or (with
+ * --json) the server's JSON. An API key's value is printed once, to stdout or
+ * to a new 0600 file, and appears in no message.
+ */
+#include <getopt.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "sealvm/file.h"
+
+#include "cli.h"
+#include "client.h"
+
+#define ROLE_CRN "crn:v1:bluemix:public:iam::::role:"
+#define SERVICE_ROLE_CRN "crn:v1:bluemix:public:iam::::serviceRole:"
+
+struct iam_args {
+	const char *name, *description, *iam_id, *out;
+	const char *subject, *role, *service, *instance, *rtype, *resource, *type;
+	const char *source, *target, *source_instance, *target_instance;
+	bool json;
+};
+
+enum {
+	OPT_NAME = 'n',
+	OPT_DESC = 'd',
+	OPT_IAMID = 'i',
+	OPT_OUT = 'o',
+	OPT_SUBJECT = 's',
+	OPT_ROLE = 'r',
+	OPT_SERVICE = 'S',
+	OPT_INSTANCE = 'I',
+	OPT_RTYPE = 't',
+	OPT_RESOURCE = 'R',
+	OPT_TYPE = 'T',
+	OPT_SOURCE = 'a',
+	OPT_TARGET = 'b',
+	OPT_SOURCE_INST = 'A',
+	OPT_TARGET_INST = 'B',
+	OPT_JSON = 'j',
+};
+
+#define O_JSON {"json", no_argument, NULL, OPT_JSON}
+#define O_NAME {"name", required_argument, NULL, OPT_NAME}
+#define O_DESC {"description", required_argument, NULL, OPT_DESC}
+#define O_IAMID {"iam-id", required_argument, NULL, OPT_IAMID}
+
+static int iam_opt(int c, const char *arg, void *userdata)
+{
+	struct iam_args *a = userdata;
+	const char **slot = NULL;
+
+	switch (c) {
+	case OPT_JSON:
+		a->json = true;
+		return 0;
+	case OPT_NAME: slot = &a->name; break;
+	case OPT_DESC: slot = &a->description; break;
+	case OPT_IAMID: slot = &a->iam_id; break;
+	case OPT_OUT: slot = &a->out; break;
+	case OPT_SUBJECT: slot = &a->subject; break;
+	case OPT_ROLE: slot = &a->role; break;
+	case OPT_SERVICE: slot = &a->service; break;
+	case OPT_INSTANCE: slot = &a->instance; break;
+	case OPT_RTYPE: slot = &a->rtype; break;
+	case OPT_RESOURCE: slot = &a->resource; break;
+	case OPT_TYPE: slot = &a->type; break;
+	case OPT_SOURCE: slot = &a->source; break;
+	case OPT_TARGET: slot = &a->target; break;
+	case OPT_SOURCE_INST: slot = &a->source_instance; break;
+	case OPT_TARGET_INST: slot = &a->target_instance; break;
+	default:
+		return -1;
+	}
+	if (!*arg)
+		return cli_usage_error("an option has an empty value; give a non-empty one");
+	*slot = arg;
+	return 0;
+}
+
+/*
+ * Parses options and exactly @npos positional arguments (named @posname in messages).
+ * Returns 1 with *ret_exit set when the command must not run.
+ */
+static int parse(int argc, char **argv, const struct option *opts, struct iam_args *a, int npos,
+		 const char *posname, int *ret_exit)
+{
+	if (cli_parse(argc, argv, "", opts, iam_opt, a, ret_exit))
+		return 1;
+	if (argc - optind < npos) {
+		*ret_exit = cli_usage_error("missing %s", posname);
+		return 1;
+	}
+	if (argc - optind > npos) {
+		*ret_exit = cli_usage_error("unexpected argument '%s'", argv[optind + npos]);
+		return 1;
+	}
+	return 0;
+}
+
+/* "/prefix/ESCAPED(id)suffix", or NULL. */
+static char *id_path(const char *prefix, const char *id, const char *suffix)
+{
+	char *esc = curl_easy_escape(NULL, id, 0), *p = NULL;
+	if (esc && asprintf(&p, "%s/%s%s", prefix, esc, suffix) < 0)
+		p = NULL;
+	curl_free(esc);
+	return p;
+}
+
+static int oom(void)
+{
+	cli_error("out of memory");
+	return EXIT_FAIL;
+}
+
+/* GET of a paged identity list; follows `next` and returns all items in one array. */
+static int get_all_pages(struct cli_client *c, const char *path, const char *member,
+			 json_t **ret)
+{
+	json_t *all = json_array();
+	_cleanup_free_ char *token = NULL;
+
+	if (!all)
+		return oom();
+	for (;;) {
+		_cleanup_free_ char *p = strdup(path);
+		json_t *page = NULL;
+		int ex;
+
+		if (!p || cli_query_add(&p, "pagesize", "100") < 0 ||
+		    (token && cli_query_add(&p, "pagetoken", token) < 0)) {
+			json_decref(all);
+			return oom();
+		}
+		if ((ex = cli_api(c, "GET", p, NULL, &page)) != 0) {
+			json_decref(all);
+			return ex;
+		}
+		json_array_extend(all, json_object_get(page, member));
+		const char *next = json_string_value(json_object_get(page, "next"));
+		free(token);
+		token = next ? strdup(next) : NULL;
+		json_decref(page);
+		if (!token)
+			break;
+	}
+	*ret = all;
+	return 0;
+}
+
+/* Prints an answer: JSON with --json, else key: value lines. Steals @j. */
+static int show(const struct iam_args *a, json_t *j)
+{
+	if (a->json)
+		cli_print_json(j ? j : json_null());
+	else if (j)
+		cli_print_object(j);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+/* A request without a body whose answer is shown; @verb is said when there is none. */
+static int simple(int argc, char **argv, const char *method, const char *prefix,
+		  const char *suffix, const char *verb)
+{
+	static const struct option opts[] = {O_JSON, {0}};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	_cleanup_free_ char *path = NULL;
+	json_t *j = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 1, "ID", &ex))
+		return ex;
+	if (!(path = id_path(prefix, argv[optind], suffix)))
+		return oom();
+	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, method, path, NULL, &j)) != 0)
+		return ex;
+	if (!j && !a.json) {
+		printf("%s %s\n", verb, argv[optind]);
+		return EXIT_OK;
+	}
+	return show(&a, j);
+}
+
+/* ---- service IDs --------------------------------------------------------------------------- */
+
+int cmd_iam_serviceid_create(int argc, char **argv)
+{
+	static const struct option opts[] = {O_DESC, O_JSON, {0}};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	json_t *body, *j = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 1, "NAME", &ex))
+		return ex;
+	body = json_pack("{s:s, s:s}", "name", argv[optind], "description",
+			 a.description ? a.description : "");
+	if (!body)
+		return oom();
+	if ((ex = cli_client_open(&c)) == 0)
+		ex = cli_api(c, "POST", "/v1/serviceids", body, &j);
+	json_decref(body);
+	return ex ? ex : show(&a, j);
+}
+
+int cmd_iam_serviceid_list(int argc, char **argv)
+{
+	static const struct option opts[] = {O_JSON, {0}};
+	static const char *const hdr[] = {"ID", "NAME", "LOCKED", "IAM_ID", "DESCRIPTION"};
+	static const char *const keys[] = {"id", "name", "locked", "iam_id", "description"};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	json_t *all = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 0, "", &ex))
+		return ex;
+	if ((ex = cli_client_open(&c)) != 0 ||
+	    (ex = get_all_pages(c, "/v1/serviceids", "serviceids", &all)) != 0)
+		return ex;
+	if (a.json) {
+		json_t *o = json_pack("{s:o}", "serviceids", all);
+		cli_print_json(o);
+		json_decref(o);
+	} else {
+		cli_print_table(all, hdr, keys, ELEMENTSOF(keys));
+		json_decref(all);
+	}
+	return EXIT_OK;
+}
+
+int cmd_iam_serviceid_show(int argc, char **argv)
+{
+	return simple(argc, argv, "GET", "/v1/serviceids", "", "");
+}
+
+int cmd_iam_serviceid_update(int argc, char **argv)
+{
+	static const struct option opts[] = {O_NAME, O_DESC, O_JSON, {0}};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	_cleanup_free_ char *path = NULL;
+	json_t *body, *j = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 1, "ID", &ex))
+		return ex;
+	if (!a.name && !a.description)
+		return cli_usage_error("nothing to change: give --name or --description");
+	if (!(path = id_path("/v1/serviceids", argv[optind], "")) || !(body = json_object()))
+		return oom();
+	if (a.name)
+		json_object_set_new(body, "name", json_string(a.name));
+	if (a.description)
+		json_object_set_new(body, "description", json_string(a.description));
+	if ((ex = cli_client_open(&c)) == 0)
+		ex = cli_api(c, "PUT", path, body, &j);
+	json_decref(body);
+	return ex ? ex : show(&a, j);
+}
+
+int cmd_iam_serviceid_delete(int argc, char **argv)
+{
+	return simple(argc, argv, "DELETE", "/v1/serviceids", "", "deleted");
+}
+
+int cmd_iam_serviceid_lock(int argc, char **argv)
+{
+	return simple(argc, argv, "POST", "/v1/serviceids", "/lock", "locked");
+}
+
+int cmd_iam_serviceid_unlock(int argc, char **argv)
+{
+	return simple(argc, argv, "DELETE", "/v1/serviceids", "/lock", "unlocked");
+}
+
+/* ---- API keys ------------------------------------------------------------------------------ */
+
+int cmd_iam_apikey_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		O_IAMID, O_DESC, {"out", required_argument, NULL, OPT_OUT}, O_JSON, {0},
+	};
+	struct iam_args a = {0};
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	_cleanup_client_ struct cli_client *c = NULL;
+	json_t *body, *j = NULL, *v;
+	int ex, r;
+
+	if (parse(argc, argv, opts, &a, 1, "NAME", &ex))
+		return ex;
+	if (!a.iam_id)
+		return cli_usage_error("give --iam-id IAM_ID (the service ID or user the key is for)");
+	if (a.out && access(a.out, F_OK) == 0) {
+		/* refuse before the key exists: it could not be shown again */
+		cli_error("--out '%s' exists; name a new file [OUTPUT_EXISTS]", a.out);
+		return EXIT_FAIL;
+	}
+	body = json_pack("{s:s, s:s, s:s}", "name", argv[optind], "iam_id", a.iam_id,
+			 "description", a.description ? a.description : "");
+	if (!body)
+		return oom();
+	if ((ex = cli_client_open(&c)) == 0)
+		ex = cli_api(c, "POST", "/v1/apikeys", body, &j);
+	json_decref(body);
+	if (ex)
+		return ex;
+	v = json_object_get(j, "apikey");
+	if (!json_is_string(v)) {
+		cli_error("the answer holds no API key value [BAD_ANSWER]");
+		json_decref(j);
+		return EXIT_FAIL;
+	}
+	if (a.out) {
+		r = sealvm_write_file_exclusive(a.out, json_string_value(v), json_string_length(v),
+						0600, &err);
+		explicit_bzero((char *)json_string_value(v), json_string_length(v));
+		json_object_del(j, "apikey");
+		if (r < 0) {
+			cli_error("the key %s was created but its value could not be written: %s; "
+				  "delete it and create another [%s]",
+				  json_string_value(json_object_get(j, "id")),
+				  sealvm_err_isset(&err) ? err.message : strerror(-r),
+				  sealvm_err_isset(&err) ? err.reason : "OUTPUT_WRITE");
+			json_decref(j);
+			return EXIT_FAIL;
+		}
+		return show(&a, j);
+	}
+	if (a.json) {
+		cli_print_json(j);
+	} else {
+		/* the value alone on stdout, the details on stderr: `> FILE` keeps only the key */
+		fwrite(json_string_value(v), 1, json_string_length(v), stdout);
+		fputc('\n', stdout);
+		fprintf(stderr, "created API key %s for %s; its value is shown only once\n",
+			json_string_value(json_object_get(j, "id")), a.iam_id);
+	}
+	explicit_bzero((char *)json_string_value(v), json_string_length(v));
+	json_decref(j);
+	return EXIT_OK;
+}
+
+int cmd_iam_apikey_list(int argc, char **argv)
+{
+	static const struct option opts[] = {O_IAMID, O_JSON, {0}};
+	static const char *const hdr[] = {"ID", "NAME", "LOCKED", "IAM_ID", "DESCRIPTION"};
+	static const char *const keys[] = {"id", "name", "locked", "iam_id", "description"};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	_cleanup_free_ char *path = strdup("/v1/apikeys");
+	json_t *all = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 0, "", &ex))
+		return ex;
+	if (!path || (a.iam_id && cli_query_add(&path, "iam_id", a.iam_id) < 0))
+		return oom();
+	if ((ex = cli_client_open(&c)) != 0 || (ex = get_all_pages(c, path, "apikeys", &all)) != 0)
+		return ex;
+	if (a.json) {
+		json_t *o = json_pack("{s:o}", "apikeys", all);
+		cli_print_json(o);
+		json_decref(o);
+	} else {
+		cli_print_table(all, hdr, keys, ELEMENTSOF(keys));
+		json_decref(all);
+	}
+	return EXIT_OK;
+}
+
+int cmd_iam_apikey_show(int argc, char **argv)
+{
+	return simple(argc, argv, "GET", "/v1/apikeys", "", "");
+}
+
+int cmd_iam_apikey_delete(int argc, char **argv)
+{
+	return simple(argc, argv, "DELETE", "/v1/apikeys", "", "deleted");
+}
+
+int cmd_iam_apikey_lock(int argc, char **argv)
+{
+	return simple(argc, argv, "POST", "/v1/apikeys", "/lock", "locked");
+}
+
+int cmd_iam_apikey_unlock(int argc, char **argv)
+{
+	return simple(argc, argv, "DELETE", "/v1/apikeys", "/lock", "unlocked");
+}
+
+/* ---- policies ------------------------------------------------------------------------------ */
+
+/* A role CRN for a short role name; a CRN passes through. Platform roles are IAM's four. */
+static char *role_crn(const char *role)
+{
+	static const char *const platform[] = {"Viewer", "Operator", "Editor", "Administrator"};
+	char *s = NULL;
+
+	if (!strncmp(role, "crn:", 4))
+		return strdup(role);
+	for (size_t i = 0; i < ELEMENTSOF(platform); i++)
+		if (!strcasecmp(role, platform[i]))
+			return asprintf(&s, ROLE_CRN "%s", platform[i]) < 0 ? NULL : s;
+	return asprintf(&s, SERVICE_ROLE_CRN "%s", role) < 0 ? NULL : s;
+}
+
+static int add_attr(json_t *attrs, const char *name, const char *value)
+{
+	if (!value)
+		return 0;
+	return json_array_append_new(attrs, json_pack("{s:s, s:s}", "name", name, "value", value));
+}
+
+static json_t *policy_body(const char *type, json_t *subject_attrs, const char *role,
+			   json_t *resource_attrs)
+{
+	_cleanup_free_ char *crn = role_crn(role);
+	if (!crn)
+		return NULL;
+	return json_pack("{s:s, s:[{s:o}], s:[{s:s}], s:[{s:o}]}", "type", type, "subjects",
+			 "attributes", subject_attrs, "roles", "role_id", crn, "resources",
+			 "attributes", resource_attrs);
+}
+
+static int need_account(struct cli_client *c, const char **ret)
+{
+	*ret = cli_client_account(c);
+	if (!*ret) {
+		cli_error("the token names no account (account.bss); log in with an API key "
+			  "[NO_ACCOUNT]");
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* "name=value,..." of a policy's subjects[0] or resources[0]. */
+static char *attrs_text(const json_t *policy, const char *member)
+{
+	const json_t *attrs = json_object_get(json_array_get(json_object_get(policy, member), 0),
+					      "attributes");
+	char *s = strdup(""), *n;
+	size_t i;
+	const json_t *at;
+
+	json_array_foreach(attrs, i, at) {
+		if (!s || asprintf(&n, "%s%s%s=%s", s, *s ? "," : "",
+				   json_string_value(json_object_get(at, "name")),
+				   json_string_value(json_object_get(at, "value"))) < 0) {
+			free(s);
+			return NULL;
+		}
+		free(s);
+		s = n;
+	}
+	return s;
+}
+
+/* A flat view of a policy for columns and key: value lines (a new reference). */
+static json_t *policy_flat(const json_t *p)
+{
+	_cleanup_free_ char *subj = attrs_text(p, "subjects"), *res = attrs_text(p, "resources");
+	const json_t *roles = json_object_get(p, "roles"), *r;
+	_cleanup_free_ char *rs = strdup("");
+	size_t i;
+
+	json_array_foreach(roles, i, r) {
+		const char *name = json_string_value(json_object_get(r, "display_name"));
+		char *n;
+		if (!name)
+			name = json_string_value(json_object_get(r, "role_id"));
+		if (!rs || asprintf(&n, "%s%s%s", rs, *rs ? "," : "", name ? name : "?") < 0)
+			return NULL;
+		free(rs);
+		rs = n;
+	}
+	return json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "id",
+			 json_string_value(json_object_get(p, "id")), "type",
+			 json_string_value(json_object_get(p, "type")), "subject", subj, "roles",
+			 rs, "resource", res, "created_at",
+			 json_string_value(json_object_get(p, "created_at")));
+}
+
+static int print_policies(const struct iam_args *a, json_t *j)
+{
+	static const char *const hdr[] = {"ID", "TYPE", "SUBJECT", "ROLES", "RESOURCE"};
+	static const char *const keys[] = {"id", "type", "subject", "roles", "resource"};
+	json_t *flat, *p;
+	size_t i;
+
+	if (a->json) {
+		cli_print_json(j);
+		json_decref(j);
+		return EXIT_OK;
+	}
+	if (!(flat = json_array())) {
+		json_decref(j);
+		return oom();
+	}
+	json_array_foreach(json_object_get(j, "policies"), i, p)
+		json_array_append_new(flat, policy_flat(p));
+	cli_print_table(flat, hdr, keys, ELEMENTSOF(keys));
+	json_decref(flat);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int show_policy(const struct iam_args *a, json_t *j)
+{
+	if (a->json)
+		return show(a, j);
+	json_t *flat = policy_flat(j);
+	json_decref(j);
+	if (!flat)
+		return oom();
+	cli_print_object(flat);
+	json_decref(flat);
+	return EXIT_OK;
+}
+
+static int list_policies(const struct iam_args *a, const char *type, const char *iam_id)
+{
+	_cleanup_client_ struct cli_client *c = NULL;
+	_cleanup_free_ char *path = strdup("/v1/policies");
+	const char *account;
+	json_t *j = NULL;
+	int ex;
+
+	if ((ex = cli_client_open(&c)) != 0 || (ex = need_account(c, &account)) != 0)
+		return ex;
+	if (!path || cli_query_add(&path, "account_id", account) < 0 ||
+	    (type && cli_query_add(&path, "type", type) < 0) ||
+	    (iam_id && cli_query_add(&path, "iam_id", iam_id) < 0))
+		return oom();
+	if ((ex = cli_api(c, "GET", path, NULL, &j)) != 0)
+		return ex;
+	return print_policies(a, j);
+}
+
+int cmd_iam_policy_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"subject", required_argument, NULL, OPT_SUBJECT},
+		{"role", required_argument, NULL, OPT_ROLE},
+		{"service", required_argument, NULL, OPT_SERVICE},
+		{"instance", required_argument, NULL, OPT_INSTANCE},
+		{"resource-type", required_argument, NULL, OPT_RTYPE},
+		{"resource", required_argument, NULL, OPT_RESOURCE},
+		O_JSON,
+		{0},
+	};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	const char *account;
+	json_t *subj, *res, *body, *j = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 0, "", &ex))
+		return ex;
+	if (!a.subject || !a.role || !a.service)
+		return cli_usage_error("give --subject IAM_ID, --role ROLE and --service NAME");
+	if ((ex = cli_client_open(&c)) != 0 || (ex = need_account(c, &account)) != 0)
+		return ex;
+	subj = json_array();
+	res = json_array();
+	if (!subj || !res || add_attr(subj, "iam_id", a.subject) < 0 ||
+	    add_attr(res, "accountId", account) < 0 || add_attr(res, "serviceName", a.service) < 0 ||
+	    add_attr(res, "serviceInstance", a.instance) < 0 ||
+	    add_attr(res, "resourceType", a.rtype) < 0 || add_attr(res, "resource", a.resource) < 0 ||
+	    !(body = policy_body("access", subj, a.role, res)))
+		return oom();
+	ex = cli_api(c, "POST", "/v1/policies", body, &j);
+	json_decref(body);
+	return ex ? ex : show_policy(&a, j);
+}
+
+int cmd_iam_policy_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		O_IAMID, {"type", required_argument, NULL, OPT_TYPE}, O_JSON, {0},
+	};
+	struct iam_args a = {0};
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 0, "", &ex))
+		return ex;
+	if (a.type && strcmp(a.type, "access") && strcmp(a.type, "authorization"))
+		return cli_usage_error("--type '%s': give access or authorization", a.type);
+	return list_policies(&a, a.type, a.iam_id);
+}
+
+int cmd_iam_policy_show(int argc, char **argv)
+{
+	static const struct option opts[] = {O_JSON, {0}};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	_cleanup_free_ char *path = NULL;
+	json_t *j = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 1, "ID", &ex))
+		return ex;
+	if (!(path = id_path("/v1/policies", argv[optind], "")))
+		return oom();
+	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, "GET", path, NULL, &j)) != 0)
+		return ex;
+	return show_policy(&a, j);
+}
+
+int cmd_iam_policy_delete(int argc, char **argv)
+{
+	return simple(argc, argv, "DELETE", "/v1/policies", "", "deleted");
+}
+
+/* ---- authorizations ------------------------------------------------------------------------ */
+
+int cmd_iam_authz_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"source", required_argument, NULL, OPT_SOURCE},
+		{"target", required_argument, NULL, OPT_TARGET},
+		{"role", required_argument, NULL, OPT_ROLE},
+		{"source-instance", required_argument, NULL, OPT_SOURCE_INST},
+		{"target-instance", required_argument, NULL, OPT_TARGET_INST},
+		O_JSON,
+		{0},
+	};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	const char *account;
+	json_t *subj, *res, *body, *j = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 0, "", &ex))
+		return ex;
+	if (!a.source || !a.target || !a.role)
+		return cli_usage_error("give --source SERVICE, --target SERVICE and --role ROLE");
+	if ((ex = cli_client_open(&c)) != 0 || (ex = need_account(c, &account)) != 0)
+		return ex;
+	subj = json_array();
+	res = json_array();
+	if (!subj || !res || add_attr(subj, "accountId", account) < 0 ||
+	    add_attr(subj, "serviceName", a.source) < 0 ||
+	    add_attr(subj, "serviceInstance", a.source_instance) < 0 ||
+	    add_attr(res, "accountId", account) < 0 || add_attr(res, "serviceName", a.target) < 0 ||
+	    add_attr(res, "serviceInstance", a.target_instance) < 0 ||
+	    !(body = policy_body("authorization", subj, a.role, res)))
+		return oom();
+	ex = cli_api(c, "POST", "/v1/policies", body, &j);
+	json_decref(body);
+	return ex ? ex : show_policy(&a, j);
+}
+
+int cmd_iam_authz_list(int argc, char **argv)
+{
+	static const struct option opts[] = {O_JSON, {0}};
+	struct iam_args a = {0};
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 0, "", &ex))
+		return ex;
+	return list_policies(&a, "authorization", NULL);
+}
+
+int cmd_iam_authz_delete(int argc, char **argv)
+{
+	return simple(argc, argv, "DELETE", "/v1/policies", "", "deleted");
+}
