@@ -93,5 +93,6 @@ int cmd_iam_authz_list(int argc, char **argv);
 int cmd_iam_authz_delete(int argc, char **argv);
 int cmd_events_list(int argc, char **argv);
 int cmd_events_verify(int argc, char **argv);
+int cmd_events_checkpoint(int argc, char **argv);
 
 #endif

@@ -6,8 +6,12 @@
  * end); verify asks the server to recompute the chain and exits 1 naming the
  * first bad record. Both print the server's JSON with --json.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "sealvm/file.h"
 
 #include "sealvm/num.h"
 
@@ -16,6 +20,7 @@
 
 struct events_args {
 	const char *from, *to, *action, *target, *initiator, *outcome, *limit;
+	const char *checkpoint, *out;
 	bool all, json;
 };
 
@@ -25,11 +30,21 @@ static int events_opt(int c, const char *arg, void *userdata)
 	unsigned n;
 
 	switch (c) {
-	case 'f': a->from = arg; return 0;
-	case 't': a->to = arg; return 0;
-	case 'a': a->action = arg; return 0;
-	case 'T': a->target = arg; return 0;
-	case 'i': a->initiator = arg; return 0;
+	case 'f':
+		a->from = arg;
+		return 0;
+	case 't':
+		a->to = arg;
+		return 0;
+	case 'a':
+		a->action = arg;
+		return 0;
+	case 'T':
+		a->target = arg;
+		return 0;
+	case 'i':
+		a->initiator = arg;
+		return 0;
 	case 'o':
 		if (strcmp(arg, "success") && strcmp(arg, "failure"))
 			return cli_usage_error("--outcome '%s': give success or failure", arg);
@@ -37,11 +52,22 @@ static int events_opt(int c, const char *arg, void *userdata)
 		return 0;
 	case 'l':
 		if (sealvm_parse_uint(arg, 1, 1000, &n) < 0)
-			return cli_usage_error("--limit '%s': give a whole number from 1 to 1000", arg);
+			return cli_usage_error("--limit '%s': give a whole number from 1 to 1000",
+					       arg);
 		a->limit = arg;
 		return 0;
-	case 'A': a->all = true; return 0;
-	case 'j': a->json = true; return 0;
+	case 'A':
+		a->all = true;
+		return 0;
+	case 'j':
+		a->json = true;
+		return 0;
+	case 'c':
+		a->checkpoint = arg;
+		return 0;
+	case 'O':
+		a->out = arg;
+		return 0;
 	}
 	return -1;
 }
@@ -125,7 +151,8 @@ int cmd_events_list(int argc, char **argv)
 	} else {
 		print_events(all);
 		if (next)
-			fprintf(stderr, "more events follow; use --all, or a narrower --from/--to\n");
+			fprintf(stderr,
+				"more events follow; use --all, or a narrower --from/--to\n");
 	}
 	ex = EXIT_OK;
 out:
@@ -134,11 +161,85 @@ out:
 	return ex;
 }
 
+/* Reads a checkpoint file: one JWS (base64url and dots), a trailing newline allowed. */
+static int read_checkpoint(const char *path, char *buf, size_t n)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		cli_error("cannot open checkpoint file %s: %s", path, strerror(errno));
+		return EXIT_FAIL;
+	}
+	size_t len = fread(buf, 1, n - 1, f);
+	bool more = fgetc(f) != EOF;
+	fclose(f);
+	buf[len] = 0;
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = buf[i];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.'))
+			more = true;
+	}
+	if (more || len == 0) {
+		cli_error(
+			"%s is not a checkpoint (one line made by 'sealvm events checkpoint') [INVALID_CHECKPOINT]",
+			path);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
 int cmd_events_verify(int argc, char **argv)
 {
-	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+					     {"checkpoint", required_argument, NULL, 'c'},
+					     {0}};
 	struct events_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
+	json_t *j = NULL;
+	char path[10240] = "/v1/events/verify", cp[8192];
+	int ex;
+
+	if (cli_parse(argc, argv, "", opts, events_opt, &a, &ex))
+		return ex;
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (a.checkpoint) {
+		if ((ex = read_checkpoint(a.checkpoint, cp, sizeof(cp))) != 0)
+			return ex;
+		snprintf(path, sizeof(path), "/v1/events/verify?checkpoint=%s", cp);
+	}
+	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, "GET", path, NULL, &j)) != 0)
+		return ex;
+	bool ok = json_is_true(json_object_get(j, "ok"));
+	if (a.json)
+		cli_print_json(j);
+	else if (ok)
+		printf("ok: %" JSON_INTEGER_FORMAT " events, head seq %" JSON_INTEGER_FORMAT
+		       " (%s)%s\n",
+		       json_integer_value(json_object_get(j, "events")),
+		       json_integer_value(json_object_get(j, "head_seq")),
+		       json_string_value(json_object_get(j, "head")) ?: "-",
+		       a.checkpoint ? "; the chain passes through the checkpoint" : "");
+	if (!ok)
+		cli_error(
+			"the audit chain does not verify%s: first bad record seq %" JSON_INTEGER_FORMAT
+			": %s; keep the data dir for investigation [AUDIT_CHAIN_BROKEN]",
+			a.checkpoint ? " against the checkpoint" : "",
+			json_integer_value(json_object_get(j, "first_bad_seq")),
+			json_string_value(json_object_get(j, "why")) ?: "no reason given");
+	json_decref(j);
+	return ok ? EXIT_OK : EXIT_FAIL;
+}
+
+int cmd_events_checkpoint(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'}, {"out", required_argument, NULL, 'O'}, {0}};
+	struct events_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	struct sealvm_err err = SEALVM_ERR_INIT;
 	json_t *j = NULL;
 	int ex;
 
@@ -146,21 +247,32 @@ int cmd_events_verify(int argc, char **argv)
 		return ex;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
-	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, "GET", "/v1/events/verify", NULL, &j)) != 0)
+	if ((ex = cli_client_open(&c)) != 0 ||
+	    (ex = cli_api(c, "GET", "/v1/events/checkpoint", NULL, &j)) != 0)
 		return ex;
-	bool ok = json_is_true(json_object_get(j, "ok"));
-	if (a.json)
+	const char *jws = json_string_value(json_object_get(j, "checkpoint"));
+	if (!jws) {
+		json_decref(j);
+		cli_error("the server sent no checkpoint");
+		return EXIT_FAIL;
+	}
+	if (a.json) {
 		cli_print_json(j);
-	else if (ok)
-		printf("ok: %" JSON_INTEGER_FORMAT " events, head seq %" JSON_INTEGER_FORMAT " (%s)\n",
-		       json_integer_value(json_object_get(j, "events")),
-		       json_integer_value(json_object_get(j, "head_seq")),
-		       json_string_value(json_object_get(j, "head")) ?: "-");
-	if (!ok)
-		cli_error("the audit chain does not verify: first bad record seq %" JSON_INTEGER_FORMAT
-			  ": %s; keep the data dir for investigation [AUDIT_CHAIN_BROKEN]",
-			  json_integer_value(json_object_get(j, "first_bad_seq")),
-			  json_string_value(json_object_get(j, "why")) ?: "no reason given");
+	} else if (a.out) {
+		char line[8200];
+		int n = snprintf(line, sizeof(line), "%s\n", jws);
+		if (n < 0 || (size_t)n >= sizeof(line) ||
+		    sealvm_write_file_exclusive(a.out, line, (size_t)n, 0644, &err) < 0) {
+			json_decref(j);
+			return cli_fail(&err, -EIO);
+		}
+		fprintf(stderr,
+			"checkpoint of seq %" JSON_INTEGER_FORMAT
+			" written to %s: keep it off this machine\n",
+			json_integer_value(json_object_get(j, "seq")), a.out);
+	} else {
+		printf("%s\n", jws);
+	}
 	json_decref(j);
-	return ok ? EXIT_OK : EXIT_FAIL;
+	return EXIT_OK;
 }

@@ -217,11 +217,22 @@ static const struct cli_command events_commands[] = {
 	 "  --limit N            events per page, 1-1000 (default 100)\n"
 	 "  --all                follow the pages to the end\n" JSON_OPT},
 	{"verify", cmd_events_verify, NULL, "check the audit chain through the API",
-	 "events verify [--json]\n"
+	 "events verify [--checkpoint FILE] [--json]\n"
 	 "\n"
 	 "Asks the server to recompute the whole audit chain. Exits 0 when it verifies,\n"
-	 "1 naming the first bad record otherwise.\n"
-	 "\n" JSON_OPT},
+	 "1 naming the first bad record otherwise. With --checkpoint, also proves that the\n"
+	 "chain still passes through that signed head, so a truncated or rewritten trail is\n"
+	 "caught even if whoever did it holds the data dir.\n"
+	 "\n"
+	 "  --checkpoint FILE  a checkpoint made earlier by 'sealvm events checkpoint'\n" JSON_OPT},
+	{"checkpoint", cmd_events_checkpoint, NULL, "the chain head, signed by the server",
+	 "events checkpoint [--out FILE] [--json]\n"
+	 "\n"
+	 "Prints the audit chain's head (sequence number and chain value) signed by the\n"
+	 "server's token signing key: one line to keep off this machine and give to\n"
+	 "'sealvm events verify --checkpoint' later.\n"
+	 "\n"
+	 "  --out FILE   write it to FILE (never overwritten) instead of stdout\n" JSON_OPT},
 	{0},
 };
 
@@ -240,7 +251,7 @@ static const struct cli_command root_commands[] = {
 	 "  --apikey-file FILE   a file holding the API key (one line)\n"},
 	{"logout", cmd_logout, NULL, "forget the login state", "logout\n\nRemoves the login state.\n"},
 	{"iam", NULL, iam_commands, "service IDs, API keys, policies, authorizations", NULL},
-	{"events", NULL, events_commands, "the audit trail: list and verify", NULL},
+	{"events", NULL, events_commands, "the audit trail: list, verify, checkpoint", NULL},
 	{0},
 };
 

@@ -102,9 +102,17 @@ head -1 ev.out | grep -q "^TIME  *ACTION  *OUTCOME" || fail "events columns"
 [ "$(grep -c iam-am.policy.create ev.out)" = 4 ] || fail "policy create events: $(cat ev.out)" # 3 ok + 1 bad role
 S events verify >verify.out || fail "verify: $(cat verify.out)"
 grep -q "^ok:" verify.out || fail "verify output"
+S events checkpoint --out cp.jws 2>/dev/null
+[ "$(wc -l <cp.jws)" = 1 ] || fail "checkpoint file"
+S events checkpoint --out cp.jws 2>/dev/null && fail "checkpoint --out overwrote a file"
+S iam service-id create after-cp >/dev/null
+S events verify --checkpoint cp.jws >verify-cp.out || fail "verify --checkpoint: $(cat verify-cp.out)"
+grep -q "passes through the checkpoint" verify-cp.out || fail "verify --checkpoint output"
+printf 'not a checkpoint' >bad.jws
+expect_fail INVALID_CHECKPOINT S events verify --checkpoint bad.jws
 expect_usage S events list --outcome maybe
 expect_usage S events list --limit 0
-pass "events list (filters, --all follows next, columns) and verify (exit 0)"
+pass "events list (filters, --all follows next, columns), verify (exit 0), checkpoint and verify --checkpoint"
 
 # --- global options and environment without login ------------------------------------------------
 S logout
