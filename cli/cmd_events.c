@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sealvm/audit.h"
 #include "sealvm/file.h"
+#include "sealvm/seal.h"
 
 #include "sealvm/num.h"
 
@@ -20,7 +22,7 @@
 
 struct events_args {
 	const char *from, *to, *action, *target, *initiator, *outcome, *limit;
-	const char *checkpoint, *out;
+	const char *checkpoint, *out, *data_dir;
 	bool all, json;
 };
 
@@ -67,6 +69,9 @@ static int events_opt(int c, const char *arg, void *userdata)
 		return 0;
 	case 'O':
 		a->out = arg;
+		return 0;
+	case 'D':
+		a->data_dir = arg;
 		return 0;
 	}
 	return -1;
@@ -190,10 +195,66 @@ static int read_checkpoint(const char *path, char *buf, size_t n)
 	return EXIT_OK;
 }
 
+/*
+ * Offline: the chain key is derived from the data dir's master key and the
+ * database is opened read-only (WAL: the daemon may be running or stopped).
+ */
+static int verify_offline(const struct events_args *a)
+{
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	_cleanup_secret_ struct sealvm_secret *master = NULL, *key = NULL;
+	struct audit_verify_result res;
+	char path[4096];
+	sqlite3 *db = NULL;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/master.key", a->data_dir);
+	r = seal_master_load(path, &master, &err);
+	if (r < 0)
+		return cli_fail(&err, r);
+	r = seal_derive(master, "audit-chain", &key);
+	if (r < 0)
+		return cli_fail(NULL, r);
+	snprintf(path, sizeof(path), "%s/sealvm.db", a->data_dir);
+	r = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
+	if (r != SQLITE_OK) {
+		cli_error("cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return EXIT_FAIL;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	r = audit_verify(db, key->data, 0, NULL, &res, &err);
+	sqlite3_close(db);
+	if (r < 0 && r != -EBADMSG)
+		return cli_fail(&err, r);
+	if (a->json) {
+		json_t *j = json_pack("{s:b, s:I, s:I}", "ok", res.ok, "events",
+				      (json_int_t)res.events, "head_seq", (json_int_t)res.head_seq);
+		if (j && !res.ok) {
+			json_object_set_new(j, "first_bad_seq", json_integer(res.first_bad_seq));
+			json_object_set_new(j, "why", json_string(res.why));
+		}
+		if (j)
+			cli_print_json(j);
+		json_decref(j);
+	} else if (res.ok) {
+		printf("ok: %lld events, head seq %lld (verified offline from %s)\n",
+		       (long long)res.events, (long long)res.head_seq, a->data_dir);
+	}
+	if (!res.ok) {
+		cli_error(
+			"the audit chain in %s does not verify: first bad record seq %lld: %s [AUDIT_CHAIN_BROKEN]",
+			a->data_dir, (long long)res.first_bad_seq, res.why);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
 int cmd_events_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
 					     {"checkpoint", required_argument, NULL, 'c'},
+					     {"data-dir", required_argument, NULL, 'D'},
 					     {0}};
 	struct events_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
@@ -205,6 +266,11 @@ int cmd_events_verify(int argc, char **argv)
 		return ex;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (a.data_dir && a.checkpoint)
+		return cli_usage_error(
+			"--checkpoint is verified through the API (it needs the server's public keys); drop --data-dir");
+	if (a.data_dir)
+		return verify_offline(&a);
 	if (a.checkpoint) {
 		if ((ex = read_checkpoint(a.checkpoint, cp, sizeof(cp))) != 0)
 			return ex;

@@ -217,14 +217,16 @@ static const struct cli_command events_commands[] = {
 	 "  --limit N            events per page, 1-1000 (default 100)\n"
 	 "  --all                follow the pages to the end\n" JSON_OPT},
 	{"verify", cmd_events_verify, NULL, "check the audit chain through the API",
-	 "events verify [--checkpoint FILE] [--json]\n"
+	 "events verify [--checkpoint FILE | --data-dir DIR] [--json]\n"
 	 "\n"
 	 "Asks the server to recompute the whole audit chain. Exits 0 when it verifies,\n"
 	 "1 naming the first bad record otherwise. With --checkpoint, also proves that the\n"
 	 "chain still passes through that signed head, so a truncated or rewritten trail is\n"
-	 "caught even if whoever did it holds the data dir.\n"
+	 "caught even if whoever did it holds the data dir. With --data-dir, verifies on\n"
+	 "this machine from the data dir itself (the daemon running or stopped).\n"
 	 "\n"
-	 "  --checkpoint FILE  a checkpoint made earlier by 'sealvm events checkpoint'\n" JSON_OPT},
+	 "  --checkpoint FILE  a checkpoint made earlier by 'sealvm events checkpoint'\n"
+	 "  --data-dir DIR     verify offline (needs read access to DIR's master key)\n" JSON_OPT},
 	{"checkpoint", cmd_events_checkpoint, NULL, "the chain head, signed by the server",
 	 "events checkpoint [--out FILE] [--json]\n"
 	 "\n"

@@ -109,6 +109,7 @@ api POST /v1/serviceids '{"name": 7}' >/dev/null # a failing create is audited t
 [ "$(jget 'sum(e["outcome"]=="failure" for e in j["events"])')" = 2 ] || fail "each failed create is not audited once"
 grep -qF "$(cat owner.key)" data/sealvm.db && fail "API key in the database"
 [ "$(api GET /v1/events/verify)" = 200 ] && [ "$(jget 'j["ok"]')" = True ] || fail "verify: $(cat .body)"
+"$SEALVM" events verify --data-dir data | grep -q "^ok:" || fail "offline verify while the daemon runs"
 pass "one audit event per request (failures too), chain verifies through the API"
 
 # --- checkpoints: a signed head, kept elsewhere, detects truncation ----------------------------
@@ -136,8 +137,12 @@ TOK=$(token owner.key)
 [ "$(api GET /v1/events/verify)" = 200 ] || fail "verify call"
 [ "$(jget 'j["ok"]')" = False ] || fail "tampering not detected"
 [ "$(jget 'j["first_bad_seq"] > 0')" = True ] || fail "no first bad seq"
+bad=$(jget 'j["first_bad_seq"]')
 stop_daemon
-pass "restart keeps state; editing one stored event makes verify fail at it; SIGTERM exits 0"
+rc=0
+"$SEALVM" events verify --data-dir data >offline.out 2>offline.err || rc=$?
+[ $rc -eq 1 ] && grep -q "first bad record seq $bad" offline.err || fail "offline verify did not find seq $bad: $(cat offline.err)"
+pass "restart keeps state; editing one stored event makes verify (API and offline --data-dir) fail at it; SIGTERM exits 0"
 
 # --- secrets ----------------------------------------------------------------------------------
 python3 - data daemon.log daemon2.log owner.key sid.key "$OWNER_TOK" <<'PY'
