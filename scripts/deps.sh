@@ -14,7 +14,7 @@ build_pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libcryptsetup-
 check_pkgs=(cryptsetup-bin qemu-utils python3 python3-cryptography e2fsprogs util-linux
 	coreutils xxd time curl sqlite3)
 demo_pkgs=(cryptsetup-bin qemu-utils fdisk e2fsprogs curl python3)
-bench_pkgs=(qemu-utils time bc)
+bench_pkgs=(qemu-utils time bc wrk nginx-light sqlite3)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
 want=()
