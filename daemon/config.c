@@ -26,7 +26,7 @@ void sealvmd_config_defaults(struct sealvmd_config *cfg)
 	cfg->audit_window_s = 60;
 	/* Handlers that write wait for their group commit: more threads, more writes per fsync. */
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	cfg->limits.threads = (unsigned)(n > 0 ? 4 * n : 8);
+	cfg->limits.threads = (unsigned)(n > 0 ? 32 * n : 64);
 }
 
 static int set_str(char **dst, json_t *v, const char *key, const char *path, struct sealvm_err *err)
