@@ -112,6 +112,16 @@ grep -qF "$(cat owner.key)" data/sealvm.db && fail "API key in the database"
 "$SEALVM" events verify --data-dir data | grep -q "^ok:" || fail "offline verify while the daemon runs"
 pass "one audit event per request (failures too), chain verifies through the API"
 
+# --- a service's own status (412/428) is what the audit event records ------------------------------
+ACCT=$(python3 -c "import json,base64,sys; p='$OWNER_TOK'.split('.')[1]; print(json.loads(base64.urlsafe_b64decode(p + '=' * (-len(p) % 4)))['account']['bss'])")
+POL="{\"type\":\"access\",\"subjects\":[{\"attributes\":[{\"name\":\"iam_id\",\"value\":\"$SIAM\"}]}],\"roles\":[{\"role_id\":\"crn:v1:bluemix:public:iam::::role:Viewer\"}],\"resources\":[{\"attributes\":[{\"name\":\"accountId\",\"value\":\"$ACCT\"},{\"name\":\"serviceName\",\"value\":\"iam-identity\"}]}]}"
+[ "$(api POST /v1/policies "$POL")" = 201 ] || fail "create policy: $(cat .body)"
+PID_=$(jget 'j["id"]')
+[ "$(api PUT "/v1/policies/$PID_" "$POL")" = 428 ] || fail "PUT without If-Match: $(cat .body)"
+[ "$(api GET '/v1/events?action=iam-am.policy.update')" = 200 ] || fail "events"
+[ "$(jget '[e["reason"]["reasonCode"] for e in j["events"]]')" = "[428]" ] || fail "audit status of the 428: $(jget '[e["reason"]["reasonCode"] for e in j["events"]]')"
+pass "the audit event records the status the service answered (428), not a generic one"
+
 # --- checkpoints: a signed head, kept elsewhere, detects truncation ----------------------------
 [ "$(api GET /v1/events/checkpoint)" = 200 ] || fail "checkpoint: $(cat .body)"
 CP=$(jget 'j["checkpoint"]')
