@@ -25,10 +25,10 @@ enum {
 
 struct cli_command {
 	const char *name;
-	int (*run)(int argc, char **argv); /* NULL for a group */
+	int (*run)(int argc, char **argv);  /* NULL for a group */
 	const struct cli_command *children; /* NULL-name terminated, for a group */
-	const char *summary;                /* one line for listings */
-	const char *usage;                  /* the full --help text (after "Usage: sealvm PATH ") */
+	const char *summary;		    /* one line for listings */
+	const char *usage;		    /* the full --help text (after "Usage: sealvm PATH ") */
 };
 
 /* The path of the running command, e.g. "image encrypt", for messages. */
@@ -50,8 +50,7 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 struct option;
 int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
-	      int (*on_opt)(int c, const char *arg, void *userdata), void *userdata,
-	      int *ret_exit);
+	      int (*on_opt)(int c, const char *arg, void *userdata), void *userdata, int *ret_exit);
 
 /* Prints a JSON value to stdout, indented, with a newline. Steals nothing. */
 int cli_print_json(const json_t *v);

@@ -250,8 +250,8 @@ static int read_key_file(const char *path, const char *what, struct sealvm_secre
 	int r = sealvm_secret_read_file(path, APIKEY_FILE_MAX, &s, &err);
 
 	if (r < 0) {
-		cli_error("cannot read the %s file '%s': %s; give a readable file [%s]", what,
-			  path, sealvm_err_isset(&err) ? err.message : strerror(-r),
+		cli_error("cannot read the %s file '%s': %s; give a readable file [%s]", what, path,
+			  sealvm_err_isset(&err) ? err.message : strerror(-r),
 			  sealvm_err_isset(&err) ? err.reason : "FILE_UNREADABLE");
 		return EXIT_FAIL;
 	}
@@ -271,8 +271,8 @@ static int read_key_file(const char *path, const char *what, struct sealvm_secre
  * POST /identity/token with the key in @apikey_file. On success the token, its expiry
  * (epoch seconds) and lifetime (seconds). Reports failures; returns EXIT_FAIL or 0.
  */
-static int exchange(const char *endpoint, const char *apikey_file,
-		    struct sealvm_secret **ret_token, long long *ret_exp, long long *ret_life)
+static int exchange(const char *endpoint, const char *apikey_file, struct sealvm_secret **ret_token,
+		    long long *ret_exp, long long *ret_life)
 {
 	static const char prefix[] = "grant_type=" GRANT_TYPE "&apikey=";
 	_cleanup_secret_ struct sealvm_secret *key = NULL, *form = NULL, *tok = NULL;
@@ -348,7 +348,8 @@ out:
 /* Reads the account id from the token's payload (not verified: the server does that). */
 static void token_account(const struct sealvm_secret *tok, char *out, size_t outlen)
 {
-	const char *p = (const char *)tok->data, *a = strchr(p, '.'), *b = a ? strchr(a + 1, '.') : NULL;
+	const char *p = (const char *)tok->data, *a = strchr(p, '.'),
+		   *b = a ? strchr(a + 1, '.') : NULL;
 	_cleanup_free_ char *buf = NULL;
 	json_t *j;
 	long n;
@@ -431,20 +432,21 @@ static int state_save(const char *endpoint, const char *apikey_file,
 	int r;
 
 	if ((r = state_paths(&dir, &file)) < 0) {
-		cli_error("cannot place the login state: set HOME or XDG_CONFIG_HOME [NO_CONFIG_DIR]");
+		cli_error(
+			"cannot place the login state: set HOME or XDG_CONFIG_HOME [NO_CONFIG_DIR]");
 		return EXIT_FAIL;
 	}
 	if ((r = mkdir_private(dir)) < 0) {
-		cli_error("cannot create '%s': %s; check its parent's permissions [CONFIG_DIR]", dir,
-			  strerror(-r));
+		cli_error("cannot create '%s': %s; check its parent's permissions [CONFIG_DIR]",
+			  dir, strerror(-r));
 		return EXIT_FAIL;
 	}
 	/* A leftover of an interrupted write in our own 0700 directory is ours to remove. */
 	if (asprintf(&partial, "%s.partial", file) >= 0)
 		unlink(partial);
-	j = json_pack("{s:s, s:s, s:s%, s:I, s:I}", "endpoint", endpoint, "apikey_file", apikey_file,
-		      "token", (const char *)tok->data, tok->len, "expiration", (json_int_t)exp,
-		      "expires_in", (json_int_t)life);
+	j = json_pack("{s:s, s:s, s:s%, s:I, s:I}", "endpoint", endpoint, "apikey_file",
+		      apikey_file, "token", (const char *)tok->data, tok->len, "expiration",
+		      (json_int_t)exp, "expires_in", (json_int_t)life);
 	if (j) {
 		text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		json_t *v = json_object_get(j, "token");
@@ -595,7 +597,8 @@ int cli_client_open(struct cli_client **ret)
 	struct cli_client *c;
 	_cleanup_(cli_client_freep) struct cli_client *owned = NULL;
 	json_t *st = NULL;
-	const char *ep, *env_token = getenv("SEALVM_TOKEN"), *env_keyfile = getenv("SEALVM_APIKEY_FILE");
+	const char *ep, *env_token = getenv("SEALVM_TOKEN"),
+			*env_keyfile = getenv("SEALVM_APIKEY_FILE");
 	const char *st_ep;
 	long long exp, life;
 	int ex = EXIT_FAIL;
@@ -694,7 +697,8 @@ int cli_api(struct cli_client *c, const char *method, const char *path, const js
 		j = json_loadb(res.body, res.len, 0, &jerr);
 		if (!j) {
 			cli_error("%s %s: the answer is not JSON (%s; request id %s) [BAD_ANSWER]",
-				  method, url, jerr.text, res.request_id[0] ? res.request_id : "none");
+				  method, url, jerr.text,
+				  res.request_id[0] ? res.request_id : "none");
 			http_result_done(&res);
 			return EXIT_FAIL;
 		}
@@ -754,10 +758,9 @@ void cli_print_object(const json_t *obj)
 	const json_t *v;
 	size_t w = 0;
 
+	json_object_foreach((json_t *)obj, k, v) if (strlen(k) > w) w = strlen(k);
 	json_object_foreach((json_t *)obj, k, v)
-		if (strlen(k) > w)
-			w = strlen(k);
-	json_object_foreach((json_t *)obj, k, v) {
+	{
 		_cleanup_free_ char *s = scalar_text(v);
 		printf("%s:%*s %s\n", k, (int)(w - strlen(k)), "", s ? s : "?");
 	}

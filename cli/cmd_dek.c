@@ -25,9 +25,11 @@ static int dek_opt(int c, const char *arg, void *userdata)
 	struct dek_args *a = userdata;
 	switch (c) {
 	case 'b':
-		if (sealvm_parse_uint(arg, SEALVM_DEK_MIN_BYTES, SEALVM_DEK_MAX_BYTES, &a->bytes) < 0)
-			return cli_usage_error("--bytes '%s': give a whole number from %d to %d (its base64 text must be 32 to 512 characters)",
-					       arg, SEALVM_DEK_MIN_BYTES, SEALVM_DEK_MAX_BYTES);
+		if (sealvm_parse_uint(arg, SEALVM_DEK_MIN_BYTES, SEALVM_DEK_MAX_BYTES, &a->bytes) <
+		    0)
+			return cli_usage_error(
+				"--bytes '%s': give a whole number from %d to %d (its base64 text must be 32 to 512 characters)",
+				arg, SEALVM_DEK_MIN_BYTES, SEALVM_DEK_MAX_BYTES);
 		return 0;
 	case 'o':
 		a->out = arg;

@@ -46,10 +46,22 @@ enum {
 	OPT_JSON = 'j',
 };
 
-#define O_JSON {"json", no_argument, NULL, OPT_JSON}
-#define O_NAME {"name", required_argument, NULL, OPT_NAME}
-#define O_DESC {"description", required_argument, NULL, OPT_DESC}
-#define O_IAMID {"iam-id", required_argument, NULL, OPT_IAMID}
+#define O_JSON                                                                                     \
+	{                                                                                          \
+		"json", no_argument, NULL, OPT_JSON                                                \
+	}
+#define O_NAME                                                                                     \
+	{                                                                                          \
+		"name", required_argument, NULL, OPT_NAME                                          \
+	}
+#define O_DESC                                                                                     \
+	{                                                                                          \
+		"description", required_argument, NULL, OPT_DESC                                   \
+	}
+#define O_IAMID                                                                                    \
+	{                                                                                          \
+		"iam-id", required_argument, NULL, OPT_IAMID                                       \
+	}
 
 static int iam_opt(int c, const char *arg, void *userdata)
 {
@@ -60,21 +72,51 @@ static int iam_opt(int c, const char *arg, void *userdata)
 	case OPT_JSON:
 		a->json = true;
 		return 0;
-	case OPT_NAME: slot = &a->name; break;
-	case OPT_DESC: slot = &a->description; break;
-	case OPT_IAMID: slot = &a->iam_id; break;
-	case OPT_OUT: slot = &a->out; break;
-	case OPT_SUBJECT: slot = &a->subject; break;
-	case OPT_ROLE: slot = &a->role; break;
-	case OPT_SERVICE: slot = &a->service; break;
-	case OPT_INSTANCE: slot = &a->instance; break;
-	case OPT_RTYPE: slot = &a->rtype; break;
-	case OPT_RESOURCE: slot = &a->resource; break;
-	case OPT_TYPE: slot = &a->type; break;
-	case OPT_SOURCE: slot = &a->source; break;
-	case OPT_TARGET: slot = &a->target; break;
-	case OPT_SOURCE_INST: slot = &a->source_instance; break;
-	case OPT_TARGET_INST: slot = &a->target_instance; break;
+	case OPT_NAME:
+		slot = &a->name;
+		break;
+	case OPT_DESC:
+		slot = &a->description;
+		break;
+	case OPT_IAMID:
+		slot = &a->iam_id;
+		break;
+	case OPT_OUT:
+		slot = &a->out;
+		break;
+	case OPT_SUBJECT:
+		slot = &a->subject;
+		break;
+	case OPT_ROLE:
+		slot = &a->role;
+		break;
+	case OPT_SERVICE:
+		slot = &a->service;
+		break;
+	case OPT_INSTANCE:
+		slot = &a->instance;
+		break;
+	case OPT_RTYPE:
+		slot = &a->rtype;
+		break;
+	case OPT_RESOURCE:
+		slot = &a->resource;
+		break;
+	case OPT_TYPE:
+		slot = &a->type;
+		break;
+	case OPT_SOURCE:
+		slot = &a->source;
+		break;
+	case OPT_TARGET:
+		slot = &a->target;
+		break;
+	case OPT_SOURCE_INST:
+		slot = &a->source_instance;
+		break;
+	case OPT_TARGET_INST:
+		slot = &a->target_instance;
+		break;
 	default:
 		return -1;
 	}
@@ -121,8 +163,7 @@ static int oom(void)
 }
 
 /* GET of a paged identity list; follows `next` and returns all items in one array. */
-static int get_all_pages(struct cli_client *c, const char *path, const char *member,
-			 json_t **ret)
+static int get_all_pages(struct cli_client *c, const char *path, const char *member, json_t **ret)
 {
 	json_t *all = json_array();
 	_cleanup_free_ char *token = NULL;
@@ -167,8 +208,8 @@ static int show(const struct iam_args *a, json_t *j)
 }
 
 /* A request without a body whose answer is shown; @verb is said when there is none. */
-static int simple(int argc, char **argv, const char *method, const char *prefix,
-		  const char *suffix, const char *verb)
+static int simple(int argc, char **argv, const char *method, const char *prefix, const char *suffix,
+		  const char *verb)
 {
 	static const struct option opts[] = {O_JSON, {0}};
 	struct iam_args a = {0};
@@ -299,14 +340,15 @@ int cmd_iam_apikey_create(int argc, char **argv)
 	if (parse(argc, argv, opts, &a, 1, "NAME", &ex))
 		return ex;
 	if (!a.iam_id)
-		return cli_usage_error("give --iam-id IAM_ID (the service ID or user the key is for)");
+		return cli_usage_error(
+			"give --iam-id IAM_ID (the service ID or user the key is for)");
 	if (a.out && access(a.out, F_OK) == 0) {
 		/* refuse before the key exists: it could not be shown again */
 		cli_error("--out '%s' exists; name a new file [OUTPUT_EXISTS]", a.out);
 		return EXIT_FAIL;
 	}
-	body = json_pack("{s:s, s:s, s:s}", "name", argv[optind], "iam_id", a.iam_id,
-			 "description", a.description ? a.description : "");
+	body = json_pack("{s:s, s:s, s:s}", "name", argv[optind], "iam_id", a.iam_id, "description",
+			 a.description ? a.description : "");
 	if (!body)
 		return oom();
 	if ((ex = cli_client_open(&c)) == 0)
@@ -446,13 +488,14 @@ static int need_account(struct cli_client *c, const char **ret)
 /* "name=value,..." of a policy's subjects[0] or resources[0]. */
 static char *attrs_text(const json_t *policy, const char *member)
 {
-	const json_t *attrs = json_object_get(json_array_get(json_object_get(policy, member), 0),
-					      "attributes");
+	const json_t *attrs =
+		json_object_get(json_array_get(json_object_get(policy, member), 0), "attributes");
 	char *s = strdup(""), *n;
 	size_t i;
 	const json_t *at;
 
-	json_array_foreach(attrs, i, at) {
+	json_array_foreach(attrs, i, at)
+	{
 		if (!s || asprintf(&n, "%s%s%s=%s", s, *s ? "," : "",
 				   json_string_value(json_object_get(at, "name")),
 				   json_string_value(json_object_get(at, "value"))) < 0) {
@@ -473,7 +516,8 @@ static json_t *policy_flat(const json_t *p)
 	_cleanup_free_ char *rs = strdup("");
 	size_t i;
 
-	json_array_foreach(roles, i, r) {
+	json_array_foreach(roles, i, r)
+	{
 		const char *name = json_string_value(json_object_get(r, "display_name"));
 		char *n;
 		if (!name)
@@ -573,9 +617,11 @@ int cmd_iam_policy_create(int argc, char **argv)
 	subj = json_array();
 	res = json_array();
 	if (!subj || !res || add_attr(subj, "iam_id", a.subject) < 0 ||
-	    add_attr(res, "accountId", account) < 0 || add_attr(res, "serviceName", a.service) < 0 ||
+	    add_attr(res, "accountId", account) < 0 ||
+	    add_attr(res, "serviceName", a.service) < 0 ||
 	    add_attr(res, "serviceInstance", a.instance) < 0 ||
-	    add_attr(res, "resourceType", a.rtype) < 0 || add_attr(res, "resource", a.resource) < 0 ||
+	    add_attr(res, "resourceType", a.rtype) < 0 ||
+	    add_attr(res, "resource", a.resource) < 0 ||
 	    !(body = policy_body("access", subj, a.role, res)))
 		return oom();
 	ex = cli_api(c, "POST", "/v1/policies", body, &j);
@@ -586,7 +632,10 @@ int cmd_iam_policy_create(int argc, char **argv)
 int cmd_iam_policy_list(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		O_IAMID, {"type", required_argument, NULL, OPT_TYPE}, O_JSON, {0},
+		O_IAMID,
+		{"type", required_argument, NULL, OPT_TYPE},
+		O_JSON,
+		{0},
 	};
 	struct iam_args a = {0};
 	int ex;

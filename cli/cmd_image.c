@@ -54,7 +54,8 @@ static int image_opt(int c, const char *arg, void *userdata)
 		return 0;
 	case OPT_IN_FORMAT:
 		if (disk_format_from_name(arg, &a->in_format) < 0)
-			return cli_usage_error("--in-format '%s': use auto, raw, vhd or qcow2", arg);
+			return cli_usage_error("--in-format '%s': use auto, raw, vhd or qcow2",
+					       arg);
 		return 0;
 	case OPT_THREADS:
 		if (sealvm_parse_uint(arg, 1, 256, &a->threads) < 0)
@@ -63,7 +64,9 @@ static int image_opt(int c, const char *arg, void *userdata)
 	case OPT_PBKDF_ITER:
 		/* The top is the default unlock limit, so that what we make we can open again. */
 		if (sealvm_parse_uint(arg, 1000, 20000000, &a->pbkdf_iterations) < 0)
-			return cli_usage_error("--pbkdf-iterations '%s': give a number from 1000 to 20000000", arg);
+			return cli_usage_error(
+				"--pbkdf-iterations '%s': give a number from 1000 to 20000000",
+				arg);
 		return 0;
 	case OPT_PROGRESS:
 		a->progress = 1;
@@ -79,17 +82,23 @@ static int image_opt(int c, const char *arg, void *userdata)
 		return 0;
 	case OPT_MAX_MEM:
 		if (sealvm_parse_size(arg, 1024, (uint64_t)64 << 30, &v) < 0)
-			return cli_usage_error("--max-pbkdf-memory '%s': give a size such as 512M or 2G (at most 64G)", arg);
+			return cli_usage_error(
+				"--max-pbkdf-memory '%s': give a size such as 512M or 2G (at most 64G)",
+				arg);
 		a->limits.max_memory_kib = v / 1024;
 		return 0;
 	case OPT_MAX_ITER:
 		if (sealvm_parse_u64(arg, 1, UINT32_MAX, &v) < 0)
-			return cli_usage_error("--max-pbkdf-iterations '%s': give a number from 1 to %u", arg, UINT32_MAX);
+			return cli_usage_error(
+				"--max-pbkdf-iterations '%s': give a number from 1 to %u", arg,
+				UINT32_MAX);
 		a->limits.max_pbkdf2_iterations = (uint32_t)v;
 		return 0;
 	case OPT_MAX_TIME:
 		if (sealvm_parse_u64(arg, 1, UINT32_MAX, &v) < 0)
-			return cli_usage_error("--max-pbkdf-time '%s': give an argon2 time cost from 1 to %u", arg, UINT32_MAX);
+			return cli_usage_error(
+				"--max-pbkdf-time '%s': give an argon2 time cost from 1 to %u", arg,
+				UINT32_MAX);
 		a->limits.max_argon2_iterations = (uint32_t)v;
 		return 0;
 	}
@@ -160,13 +169,14 @@ static int image_cmd_opt(int c, const char *arg, void *userdata)
 	if (need && !(cmd->accept & need)) {
 		for (const struct option *o = image_opts; o->name; o++)
 			if (o->val == c)
-				return cli_usage_error("option '--%s' does not apply to this command", o->name);
+				return cli_usage_error(
+					"option '--%s' does not apply to this command", o->name);
 	}
 	return image_opt(c, arg, &cmd->a);
 }
 
-static int parse_image_args(int argc, char **argv, unsigned accept, int npos, struct image_args *ret,
-			    int *ret_exit)
+static int parse_image_args(int argc, char **argv, unsigned accept, int npos,
+			    struct image_args *ret, int *ret_exit)
 {
 	struct image_cmd cmd = {.a = {.progress = -1}, .accept = accept};
 
@@ -218,9 +228,11 @@ static void print_result(const char *verb, const char *in, const char *out, cons
 	cli_hex(res->sha256, sizeof(res->sha256), hex);
 	printf("%s %s -> %s\n", verb, in, out);
 	printf("  input format:  %s\n", in_format);
-	printf("  virtual size:  %s (%llu bytes)\n", sealvm_format_size(res->virtual_size, a, sizeof(a)),
+	printf("  virtual size:  %s (%llu bytes)\n",
+	       sealvm_format_size(res->virtual_size, a, sizeof(a)),
 	       (unsigned long long)res->virtual_size);
-	printf("  output size:   %s (%llu bytes)\n", sealvm_format_size(res->output_size, b, sizeof(b)),
+	printf("  output size:   %s (%llu bytes)\n",
+	       sealvm_format_size(res->output_size, b, sizeof(b)),
 	       (unsigned long long)res->output_size);
 	printf("  sha256:        %s\n", hex);
 	printf("  elapsed:       %.2f s (%.0f MB/s)\n", res->seconds,
@@ -230,8 +242,8 @@ static void print_result(const char *verb, const char *in, const char *out, cons
 static int refuse_same_file(const char *in, const char *out)
 {
 	if (sealvm_same_file(in, out)) {
-		cli_error("%s and %s are the same file: write the output to a new file [SAME_FILE]", in,
-			  out);
+		cli_error("%s and %s are the same file: write the output to a new file [SAME_FILE]",
+			  in, out);
 		return 1;
 	}
 	return 0;
@@ -264,7 +276,8 @@ int cmd_image_encrypt(int argc, char **argv)
 		return cli_fail(&err, r);
 	const struct disk_info *info = disk_source_info(src);
 	if (info->format == DISK_FORMAT_VHD)
-		snprintf(fmt, sizeof(fmt), "vhd-%s", info->vhd_type == VHD_TYPE_FIXED ? "fixed" : "dynamic");
+		snprintf(fmt, sizeof(fmt), "vhd-%s",
+			 info->vhd_type == VHD_TYPE_FIXED ? "fixed" : "dynamic");
 	else
 		snprintf(fmt, sizeof(fmt), "%s", disk_format_name(info->format));
 
@@ -356,7 +369,8 @@ int cmd_image_verify(int argc, char **argv)
 	if (r < 0)
 		return cli_fail(&err, r);
 	if (!a.json)
-		printf("%s: the DEK opens this LUKS%d image\n", img, luks_volume_info(vol)->version);
+		printf("%s: the DEK opens this LUKS%d image\n", img,
+		       luks_volume_info(vol)->version);
 	return EXIT_OK;
 }
 
@@ -426,14 +440,14 @@ int cmd_image_inspect(int argc, char **argv)
 		json_object_set_new(
 			j, "vhd",
 			json_pack("{s:s, s:s, s:s, s:s}", "type",
-				  di.vhd_type == VHD_TYPE_FIXED     ? "fixed"
-				  : di.vhd_type == VHD_TYPE_DYNAMIC ? "dynamic"
+				  di.vhd_type == VHD_TYPE_FIXED		 ? "fixed"
+				  : di.vhd_type == VHD_TYPE_DYNAMIC	 ? "dynamic"
 				  : di.vhd_type == VHD_TYPE_DIFFERENCING ? "differencing"
 									 : "unknown",
 				  "footer_checksum", di.vhd_footer_checksum_ok ? "ok" : "mismatch",
 				  "header_checksum",
 				  di.vhd_type == VHD_TYPE_FIXED ? "n/a"
-				  : di.vhd_header_checksum_ok   ? "ok"
+				  : di.vhd_header_checksum_ok	? "ok"
 								: "mismatch",
 				  "creator_app", di.vhd_creator_app));
 		if (di.vhd_type == VHD_TYPE_DYNAMIC)
@@ -443,12 +457,13 @@ int cmd_image_inspect(int argc, char **argv)
 	case DISK_FORMAT_QCOW2:
 		json_object_set_new(
 			j, "qcow2",
-			json_pack("{s:i, s:i, s:s?, s:b, s:s, s:b}", "version", (int)di.qcow2_version,
-				  "cluster_size", (int)di.qcow2_cluster_size, "backing_file",
-				  di.qcow2_backing_file[0] ? di.qcow2_backing_file : NULL,
-				  "compressed_clusters", di.qcow2_has_compressed, "compression_type",
-				  di.qcow2_compression[0] ? di.qcow2_compression : "zlib", "encrypted",
-				  di.qcow2_encrypted));
+			json_pack(
+				"{s:i, s:i, s:s?, s:b, s:s, s:b}", "version", (int)di.qcow2_version,
+				"cluster_size", (int)di.qcow2_cluster_size, "backing_file",
+				di.qcow2_backing_file[0] ? di.qcow2_backing_file : NULL,
+				"compressed_clusters", di.qcow2_has_compressed, "compression_type",
+				di.qcow2_compression[0] ? di.qcow2_compression : "zlib",
+				"encrypted", di.qcow2_encrypted));
 		break;
 	default:
 		break;
@@ -461,7 +476,8 @@ int cmd_image_inspect(int argc, char **argv)
 	}
 	printf("image:         %s\n", img);
 	printf("format:        %s\n", disk_format_name(di.format));
-	printf("virtual size:  %s (%llu bytes)\n", sealvm_format_size(di.virtual_size, a1, sizeof(a1)),
+	printf("virtual size:  %s (%llu bytes)\n",
+	       sealvm_format_size(di.virtual_size, a1, sizeof(a1)),
 	       (unsigned long long)di.virtual_size);
 	printf("file size:     %llu bytes\n", (unsigned long long)di.file_size);
 	if (di.format == DISK_FORMAT_LUKS) {
@@ -469,7 +485,8 @@ int cmd_image_inspect(int argc, char **argv)
 		printf("cipher:        %s\n", li.cipher);
 		printf("mode:          %s\n", li.cipher_mode);
 		printf("hash:          %s\n", li.hash);
-		printf("payload at:    %llu bytes (sector %llu)\n", (unsigned long long)li.payload_offset,
+		printf("payload at:    %llu bytes (sector %llu)\n",
+		       (unsigned long long)li.payload_offset,
 		       (unsigned long long)(li.payload_offset / 512));
 		printf("key size:      %u bits\n", li.key_bits);
 		printf("sector size:   %u\n", li.sector_size);
@@ -488,7 +505,8 @@ int cmd_image_inspect(int argc, char **argv)
 	} else if (di.format == DISK_FORMAT_VHD) {
 		json_t *v = json_object_get(j, "vhd");
 		printf("vhd type:      %s\n", json_string_value(json_object_get(v, "type")));
-		printf("footer checksum: %s\n", json_string_value(json_object_get(v, "footer_checksum")));
+		printf("footer checksum: %s\n",
+		       json_string_value(json_object_get(v, "footer_checksum")));
 		if (di.vhd_type != VHD_TYPE_FIXED)
 			printf("header checksum: %s\n",
 			       json_string_value(json_object_get(v, "header_checksum")));
@@ -496,10 +514,12 @@ int cmd_image_inspect(int argc, char **argv)
 	} else if (di.format == DISK_FORMAT_QCOW2) {
 		printf("qcow2 version: %u\n", di.qcow2_version);
 		printf("cluster size:  %u\n", di.qcow2_cluster_size);
-		printf("backing file:  %s\n", di.qcow2_backing_file[0] ? di.qcow2_backing_file : "none");
-		printf("compression:   %s\n", di.qcow2_has_compressed
-						      ? (di.qcow2_compression[0] ? di.qcow2_compression : "zlib")
-						      : "none");
+		printf("backing file:  %s\n",
+		       di.qcow2_backing_file[0] ? di.qcow2_backing_file : "none");
+		printf("compression:   %s\n",
+		       di.qcow2_has_compressed
+			       ? (di.qcow2_compression[0] ? di.qcow2_compression : "zlib")
+			       : "none");
 		printf("encrypted:     %s\n", di.qcow2_encrypted ? "yes" : "no");
 	}
 	json_decref(j);

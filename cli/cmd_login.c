@@ -47,12 +47,14 @@ int cmd_login(int argc, char **argv)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	/* the global options count too: `sealvm --endpoint URL login --apikey-file FILE` */
 	if (!a.endpoint)
-		a.endpoint = cli_globals.endpoint ? cli_globals.endpoint : getenv("SEALVM_ENDPOINT");
+		a.endpoint =
+			cli_globals.endpoint ? cli_globals.endpoint : getenv("SEALVM_ENDPOINT");
 	if (!a.apikey_file)
 		a.apikey_file = cli_globals.apikey_file ? cli_globals.apikey_file
 							: getenv("SEALVM_APIKEY_FILE");
 	if (!a.endpoint || !*a.endpoint)
-		return cli_usage_error("give --endpoint URL (the sealvmd address, e.g. http://127.0.0.1:8720)");
+		return cli_usage_error(
+			"give --endpoint URL (the sealvmd address, e.g. http://127.0.0.1:8720)");
 	if (!a.apikey_file || !*a.apikey_file)
 		return cli_usage_error("give --apikey-file FILE (a file holding the API key)");
 	return cli_login(a.endpoint, a.apikey_file);

@@ -146,16 +146,15 @@ static const struct cli_command apikey_commands[] = {
 };
 
 #define ROLE_HELP                                                                                  \
-	"ROLE is a short name — platform roles Viewer, Operator, Editor, Administrator;\n"        \
-	"service roles such as Reader, ReaderPlus, Writer, Manager, KeyPurge — or a full\n"       \
+	"ROLE is a short name — platform roles Viewer, Operator, Editor, Administrator;\n"       \
+	"service roles such as Reader, ReaderPlus, Writer, Manager, KeyPurge — or a full\n"      \
 	"role CRN, which is passed through.\n"
 
 static const struct cli_command policy_commands[] = {
 	{"create", cmd_iam_policy_create, NULL, "give a user or service ID a role",
 	 "iam policy create --subject IAM_ID --role ROLE --service NAME [options]\n"
 	 "\n"
-	 "Creates an access policy in the caller's account.\n" ROLE_HELP
-	 "\n"
+	 "Creates an access policy in the caller's account.\n" ROLE_HELP "\n"
 	 "  --subject IAM_ID      the user or service ID\n"
 	 "  --role ROLE           the role (see above)\n"
 	 "  --service NAME        the service (kms, cloud-object-storage, iam-identity, ...)\n"
@@ -179,8 +178,7 @@ static const struct cli_command authz_commands[] = {
 	 "\n"
 	 "Creates an authorization policy in the caller's account (read from the\n"
 	 "token): SERVICE --source (e.g. block-storage, images) may act with ROLE on\n"
-	 "the --target service (e.g. kms).\n" ROLE_HELP
-	 "\n"
+	 "the --target service (e.g. kms).\n" ROLE_HELP "\n"
 	 "  --source SERVICE          the service that acts\n"
 	 "  --target SERVICE          the service acted on\n"
 	 "  --role ROLE               the role (see above)\n"
@@ -251,7 +249,8 @@ static const struct cli_command root_commands[] = {
 	 "\n"
 	 "  --endpoint URL       the sealvmd address, e.g. http://127.0.0.1:8720\n"
 	 "  --apikey-file FILE   a file holding the API key (one line)\n"},
-	{"logout", cmd_logout, NULL, "forget the login state", "logout\n\nRemoves the login state.\n"},
+	{"logout", cmd_logout, NULL, "forget the login state",
+	 "logout\n\nRemoves the login state.\n"},
 	{"iam", NULL, iam_commands, "service IDs, API keys, policies, authorizations", NULL},
 	{"events", NULL, events_commands, "the audit trail: list, verify, checkpoint", NULL},
 	{0},
@@ -263,14 +262,15 @@ static void print_group(FILE *f, const char *path, const struct cli_command *chi
 	for (const struct cli_command *c = children; c->name; c++)
 		fprintf(f, "  %-14s %s\n", c->name, c->summary);
 	if (!*path)
-		fprintf(f, "\nOptions:\n  --help       this help\n  --version    print the version\n"
-			   "  --verbose    more diagnostics on stderr\n"
-			   "  --endpoint URL      the sealvmd address (or SEALVM_ENDPOINT)\n"
-			   "  --token-file FILE   a file holding a bearer token (or SEALVM_TOKEN)\n"
-			   "  --apikey-file FILE  a file holding an API key (or SEALVM_APIKEY_FILE)\n"
-			   "These override the login state; secrets are only read from files or\n"
-			   "the environment, never from arguments.\n"
-			   "\nRun 'sealvm COMMAND --help' for each command. Docs: docs/cli.md\n");
+		fprintf(f,
+			"\nOptions:\n  --help       this help\n  --version    print the version\n"
+			"  --verbose    more diagnostics on stderr\n"
+			"  --endpoint URL      the sealvmd address (or SEALVM_ENDPOINT)\n"
+			"  --token-file FILE   a file holding a bearer token (or SEALVM_TOKEN)\n"
+			"  --apikey-file FILE  a file holding an API key (or SEALVM_APIKEY_FILE)\n"
+			"These override the login state; secrets are only read from files or\n"
+			"the environment, never from arguments.\n"
+			"\nRun 'sealvm COMMAND --help' for each command. Docs: docs/cli.md\n");
 }
 
 static char path_buf[128];
@@ -370,12 +370,14 @@ int main(int argc, char **argv)
 			   (v = global_value(argc, argv, &i, "--token-file")) ||
 			   (v = global_value(argc, argv, &i, "--apikey-file"))) {
 			if (v == missing) {
-				fprintf(stderr, "sealvm: option '%s' needs a value; see 'sealvm --help'\n",
+				fprintf(stderr,
+					"sealvm: option '%s' needs a value; see 'sealvm --help'\n",
 					argv[i]);
 				return EXIT_USAGE;
 			}
 		} else {
-			fprintf(stderr, "sealvm: unknown option '%s'; see 'sealvm --help'\n", argv[i]);
+			fprintf(stderr, "sealvm: unknown option '%s'; see 'sealvm --help'\n",
+				argv[i]);
 			return EXIT_USAGE;
 		}
 	}

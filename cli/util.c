@@ -42,8 +42,7 @@ int cli_usage_error(const char *fmt, ...)
 }
 
 int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
-	      int (*on_opt)(int c, const char *arg, void *userdata), void *userdata,
-	      int *ret_exit)
+	      int (*on_opt)(int c, const char *arg, void *userdata), void *userdata, int *ret_exit)
 {
 	int c;
 
@@ -52,8 +51,8 @@ int cli_parse(int argc, char **argv, const char *shortopts, const struct option 
 	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		if (c == '?' || c == ':') {
 			const char *what = argv[optind - 1];
-			/* getopt_long reports a known option without its value as '?' with optopt set
-			 * for short options; for long ones the word is a known option name. */
+			/* getopt_long reports a known option without its value as '?' with optopt
+			 * set for short options; for long ones the word is a known option name. */
 			bool known = false;
 			for (const struct option *o = longopts; o->name; o++)
 				if (strncmp(what, "--", 2) == 0 && !strcmp(what + 2, o->name))

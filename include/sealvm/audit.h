@@ -46,24 +46,24 @@ enum audit_outcome {
 
 /* What a service knows about one event; audit_event_json turns it into CADF. */
 struct audit_event {
-	const char *action;         /* "iam-identity.account-serviceid.create" */
+	const char *action; /* "iam-identity.account-serviceid.create" */
 	enum audit_outcome outcome;
-	int status;                 /* HTTP status: reason.reasonCode, and the severity */
-	const char *reason_type;    /* short text, e.g. "Created", "Forbidden" */
-	const char *failure;        /* reason.reasonForFailure (no secrets), or NULL */
+	int status;		 /* HTTP status: reason.reasonCode, and the severity */
+	const char *reason_type; /* short text, e.g. "Created", "Forbidden" */
+	const char *failure;	 /* reason.reasonForFailure (no secrets), or NULL */
 	const struct sealvm_principal *initiator; /* NULL or kind NONE: unauthenticated */
-	const char *host_address;   /* initiator.host.address */
-	const char *user_agent;     /* initiator.host.agent */
-	const char *target_id;      /* CRN */
+	const char *host_address;		  /* initiator.host.address */
+	const char *user_agent;			  /* initiator.host.agent */
+	const char *target_id;			  /* CRN */
 	const char *target_name;
 	const char *target_type;    /* typeURI, e.g. "iam-identity/serviceid" */
-	const char *account_id;     /* whose trail it belongs to; NULL: the operator's */
+	const char *account_id;	    /* whose trail it belongs to; NULL: the operator's */
 	const char *correlation_id; /* the request id */
-	bool data_event;            /* object reads/writes */
-	json_t *request_data;       /* borrowed, may be NULL */
-	json_t *response_data;      /* borrowed, may be NULL */
-	int64_t time_ms;            /* 0 = now; stored truncated to hundredths, as eventTime */
-	const char *severity;       /* NULL: from status; else "normal"|"warning"|"critical" */
+	bool data_event;	    /* object reads/writes */
+	json_t *request_data;	    /* borrowed, may be NULL */
+	json_t *response_data;	    /* borrowed, may be NULL */
+	int64_t time_ms;	    /* 0 = now; stored truncated to hundredths, as eventTime */
+	const char *severity;	    /* NULL: from status; else "normal"|"warning"|"critical" */
 };
 
 /*
@@ -105,14 +105,14 @@ int audit_append(sqlite3 *conn, const struct audit_event *ev, const unsigned cha
 		 int64_t *ret_seq, struct sealvm_err *err);
 
 struct audit_query {
-	const char *account_id;     /* required: the caller's account */
-	int64_t from_ms, to_ms;     /* 0 = open */
-	const char *action_prefix;  /* "iam-identity." */
-	const char *target;         /* exact target id */
-	const char *initiator;      /* exact initiator id */
-	const char *outcome;        /* "success" | "failure" | "pending" */
-	int64_t after_seq;          /* paging: events with seq > after_seq */
-	unsigned limit;             /* 1..1000, 0 = 100; above 1000: -EINVAL */
+	const char *account_id;	   /* required: the caller's account */
+	int64_t from_ms, to_ms;	   /* 0 = open */
+	const char *action_prefix; /* "iam-identity." */
+	const char *target;	   /* exact target id */
+	const char *initiator;	   /* exact initiator id */
+	const char *outcome;	   /* "success" | "failure" | "pending" */
+	int64_t after_seq;	   /* paging: events with seq > after_seq */
+	unsigned limit;		   /* 1..1000, 0 = 100; above 1000: -EINVAL */
 };
 
 /*
@@ -129,11 +129,12 @@ int audit_query(sqlite3 *conn, const struct audit_query *q, json_t **ret, struct
 
 struct audit_verify_result {
 	bool ok;
-	int64_t events;             /* events checked (up to and including the first bad one) */
-	int64_t first_bad_seq;      /* 0 when ok */
-	char why[256];              /* "" when ok; else what was found, naming the seq */
-	unsigned char head[AUDIT_CHAIN_SIZE]; /* chain value of the last (good) event; zeros: none */
-	int64_t head_seq;           /* its seq; 0 when there is none */
+	int64_t events;	       /* events checked (up to and including the first bad one) */
+	int64_t first_bad_seq; /* 0 when ok */
+	char why[256];	       /* "" when ok; else what was found, naming the seq */
+	unsigned char
+		head[AUDIT_CHAIN_SIZE]; /* chain value of the last (good) event; zeros: none */
+	int64_t head_seq;		/* its seq; 0 when there is none */
 };
 
 /*

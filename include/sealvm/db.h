@@ -32,15 +32,15 @@ struct sealvm_db;
 
 /* One migration step of one owner: version N is applied when the owner's version is N-1. */
 struct db_migration {
-	const char *owner;  /* "iam", "audit", "kms", ... */
-	int version;        /* 1, 2, 3 ... in order per owner */
-	const char *sql;    /* one or more statements, run in the migration's transaction */
+	const char *owner; /* "iam", "audit", "kms", ... */
+	int version;	   /* 1, 2, 3 ... in order per owner */
+	const char *sql;   /* one or more statements, run in the migration's transaction */
 };
 
 struct db_options {
-	unsigned readers;            /* read connections; 0 = 4, at most 256 */
-	unsigned max_batch;          /* jobs per commit at most; 0 = 512, at most 65536 */
-	unsigned busy_timeout_ms;    /* 0 = 5000 */
+	unsigned readers;	  /* read connections; 0 = 4, at most 256 */
+	unsigned max_batch;	  /* jobs per commit at most; 0 = 512, at most 65536 */
+	unsigned busy_timeout_ms; /* 0 = 5000 */
 	/*
 	 * Called by db_write on the caller's thread, no lock held, once its job is
 	 * queued, with the number of jobs then waiting for the writer (this one

@@ -20,9 +20,9 @@
 enum disk_format {
 	DISK_FORMAT_AUTO = 0, /* detect from content (requests only) */
 	DISK_FORMAT_RAW,
-	DISK_FORMAT_VHD,      /* fixed or dynamic (requests); see disk_info.vhd_type */
+	DISK_FORMAT_VHD, /* fixed or dynamic (requests); see disk_info.vhd_type */
 	DISK_FORMAT_QCOW2,
-	DISK_FORMAT_LUKS,     /* detected, never opened as a source here (see luks.h) */
+	DISK_FORMAT_LUKS, /* detected, never opened as a source here (see luks.h) */
 };
 
 /* "auto", "raw", "vhd", "qcow2", "luks". */
@@ -47,7 +47,7 @@ struct disk_info {
 	bool vhd_footer_checksum_ok;
 	bool vhd_header_checksum_ok; /* dynamic only */
 	char vhd_creator_app[5];
-	uint32_t vhd_block_size;     /* dynamic only */
+	uint32_t vhd_block_size; /* dynamic only */
 	uint32_t vhd_max_table_entries;
 
 	/* qcow2 */

@@ -22,12 +22,15 @@
 #define SEALVM_ERR_MESSAGE_MAX 512
 
 struct sealvm_err {
-	int code;                            /* negative errno, 0 while unset */
-	char reason[SEALVM_ERR_REASON_MAX];  /* stable code, e.g. "DEK_NOT_CANONICAL" */
+	int code;			      /* negative errno, 0 while unset */
+	char reason[SEALVM_ERR_REASON_MAX];   /* stable code, e.g. "DEK_NOT_CANONICAL" */
 	char message[SEALVM_ERR_MESSAGE_MAX]; /* one line for a person */
 };
 
-#define SEALVM_ERR_INIT {0}
+#define SEALVM_ERR_INIT                                                                            \
+	{                                                                                          \
+		0                                                                                  \
+	}
 
 /*
  * Records the first error on @err (NULL is allowed: the code is still
@@ -38,8 +41,8 @@ int sealvm_err_set(struct sealvm_err *err, int code, const char *reason, const c
 	_printf_(4, 5);
 
 /* Like sealvm_err_set, and appends ": strerror(-code)". */
-int sealvm_err_set_errno(struct sealvm_err *err, int code, const char *reason, const char *fmt,
-			 ...) _printf_(4, 5);
+int sealvm_err_set_errno(struct sealvm_err *err, int code, const char *reason, const char *fmt, ...)
+	_printf_(4, 5);
 
 /* True once an error has been recorded. */
 static inline bool sealvm_err_isset(const struct sealvm_err *err)

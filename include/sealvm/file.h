@@ -43,9 +43,9 @@ enum {
 };
 
 struct sealvm_atomic_file {
-	char *path;     /* final name */
+	char *path;	/* final name */
 	char *tmp_path; /* PATH.partial */
-	int fd;         /* open on tmp_path, O_RDWR */
+	int fd;		/* open on tmp_path, O_RDWR */
 	unsigned flags;
 };
 

@@ -46,23 +46,23 @@ struct sqlite3;
 /* What a route's target is, for authorization and audit. Empty strings when unknown. */
 struct http_target {
 	char account_id[40];
-	char service_name[64];     /* "iam-identity", "kms", "cloud-object-storage", … */
+	char service_name[64]; /* "iam-identity", "kms", "cloud-object-storage", … */
 	char service_instance[64];
 	char resource_type[32];
 	char resource[128];
-	char crn[320];             /* the target's CRN, for audit */
-	char name[128];            /* a display name, for audit */
+	char crn[320];	/* the target's CRN, for audit */
+	char name[128]; /* a display name, for audit */
 };
 
 struct http_response {
-	int status;                /* 0 until set; the ladder uses 200 if a handler leaves it */
-	json_t *body;              /* owned; NULL = no body (204) */
-	char *raw_body;            /* owned; a non-JSON body (S3 XML), with raw_len */
+	int status;	/* 0 until set; the ladder uses 200 if a handler leaves it */
+	json_t *body;	/* owned; NULL = no body (204) */
+	char *raw_body; /* owned; a non-JSON body (S3 XML), with raw_len */
 	size_t raw_len;
-	const char *content_type;  /* static; default "application/json" */
+	const char *content_type; /* static; default "application/json" */
 	struct {
-		const char *name;  /* static */
-		char *value;       /* owned */
+		const char *name; /* static */
+		char *value;	  /* owned */
 	} headers[8];
 	unsigned n_headers;
 };
@@ -76,8 +76,8 @@ typedef int (*http_resolve_fn)(struct http_request *req, struct http_target *tar
 			       struct sealvm_err *err);
 
 enum {
-	HTTP_ROUTE_PUBLIC = 1 << 0, /* no authentication (token endpoint, health, public keys) */
-	HTTP_ROUTE_FORM = 1 << 1,   /* body is application/x-www-form-urlencoded, not JSON */
+	HTTP_ROUTE_PUBLIC = 1 << 0,   /* no authentication (token endpoint, health, public keys) */
+	HTTP_ROUTE_FORM = 1 << 1,     /* body is application/x-www-form-urlencoded, not JSON */
 	HTTP_ROUTE_NO_AUDIT = 1 << 2, /* /healthz only */
 };
 
@@ -89,13 +89,14 @@ enum {
  * the table order. At most HTTP_MAX_PARAMS parameters and 16 segments.
  */
 struct http_route {
-	const char *method;         /* "GET", "POST", … ("HEAD" is not implied by "GET") */
-	const char *pattern;        /* "/v1/serviceids/{id}": {name} matches one non-empty segment */
+	const char *method;  /* "GET", "POST", … ("HEAD" is not implied by "GET") */
+	const char *pattern; /* "/v1/serviceids/{id}": {name} matches one non-empty segment */
 	http_handler_fn handler;
-	http_resolve_fn resolve;    /* NULL: the target is the principal's account */
-	const char *action;         /* IAM action checked by authorize, e.g. "iam-identity.serviceid.create" */
-	const char *audit_action;   /* CADF action, e.g. "iam-identity.account-serviceid.create" */
-	size_t max_body;            /* bytes; 0 = no body allowed */
+	http_resolve_fn resolve; /* NULL: the target is the principal's account */
+	const char
+		*action; /* IAM action checked by authorize, e.g. "iam-identity.serviceid.create" */
+	const char *audit_action; /* CADF action, e.g. "iam-identity.account-serviceid.create" */
+	size_t max_body;	  /* bytes; 0 = no body allowed */
 	unsigned flags;
 };
 
@@ -104,11 +105,12 @@ typedef void (*http_error_fn)(const struct http_request *req, int status,
 			      const struct sealvm_err *err, struct http_response *resp);
 
 struct http_service {
-	const char *name;           /* "iam-identity", "kms", … (logs) */
+	const char *name; /* "iam-identity", "kms", … (logs) */
 	const struct http_route *routes;
 	size_t n_routes;
-	http_error_fn format_error; /* NULL: the generic {"error": {code, reason, message, request_id}} */
-	void *ctx;                  /* passed to handlers and resolvers */
+	http_error_fn
+		format_error; /* NULL: the generic {"error": {code, reason, message, request_id}} */
+	void *ctx;	      /* passed to handlers and resolvers */
 };
 
 /*
@@ -131,7 +133,8 @@ struct http_hooks {
 	 */
 	int (*audit)(struct http_request *req, int status, const struct sealvm_err *failure,
 		     void *ctx, struct sealvm_err *err);
-	/* The same event, appended on @conn inside a handler's write job (see http_request_audit_in_job). */
+	/* The same event, appended on @conn inside a handler's write job (see
+	 * http_request_audit_in_job). */
 	int (*audit_in_job)(struct http_request *req, struct sqlite3 *conn, int status, void *ctx,
 			    struct sealvm_err *err);
 	void *ctx;
@@ -139,12 +142,12 @@ struct http_hooks {
 
 /* Accessors for handlers, resolvers and hooks. Strings live as long as the request. */
 const char *http_request_method(const struct http_request *req);
-const char *http_request_path(const struct http_request *req);     /* raw, undecoded */
-const char *http_request_query(const struct http_request *req);    /* raw, "" when none */
+const char *http_request_path(const struct http_request *req);	/* raw, undecoded */
+const char *http_request_query(const struct http_request *req); /* raw, "" when none */
 const char *http_request_param(const struct http_request *req, const char *name); /* {name} */
 const char *http_request_header(const struct http_request *req, const char *name);
 const char *http_request_id(const struct http_request *req);
-const char *http_request_remote(const struct http_request *req);   /* "127.0.0.1" */
+const char *http_request_remote(const struct http_request *req); /* "127.0.0.1" */
 const char *http_request_user_agent(const struct http_request *req);
 const unsigned char *http_request_body(const struct http_request *req, size_t *ret_len);
 const struct http_route *http_request_route(const struct http_request *req);
@@ -163,7 +166,7 @@ char *http_request_query_field(const struct http_request *req, const char *name)
 
 /* Per-request data the audit hook keeps (request/response data, the target's name). */
 void http_request_set_audit_data(struct http_request *req, json_t *request_data,
-				 json_t *response_data); /* steals both */
+				 json_t *response_data);		  /* steals both */
 json_t *http_request_audit_request_data(const struct http_request *req);  /* borrowed */
 json_t *http_request_audit_response_data(const struct http_request *req); /* borrowed */
 /* A handler that wrote the event inside its own write job says so, and the ladder does not. */
@@ -181,23 +184,23 @@ int http_request_audit_in_job(struct http_request *req, struct sqlite3 *conn, in
 void http_request_set_target(struct http_request *req, const struct http_target *target);
 
 struct http_limits {
-	unsigned max_connections;        /* 0 = 1024 */
-	unsigned max_per_ip;             /* 0 = 256 */
-	unsigned connection_timeout_s;   /* 0 = 30 */
-	size_t max_header_bytes;         /* 0 = 16 KiB */
-	unsigned threads;                /* 0 = online CPUs */
+	unsigned max_connections;      /* 0 = 1024 */
+	unsigned max_per_ip;	       /* 0 = 256 */
+	unsigned connection_timeout_s; /* 0 = 30 */
+	size_t max_header_bytes;       /* 0 = 16 KiB */
+	unsigned threads;	       /* 0 = online CPUs */
 };
 
 struct http_server_config {
-	const char *listen;          /* "127.0.0.1:8720", "[::1]:8720" */
-	const char *tls_cert;        /* PEM files; both or neither */
+	const char *listen;   /* "127.0.0.1:8720", "[::1]:8720" */
+	const char *tls_cert; /* PEM files; both or neither */
 	const char *tls_key;
-	bool insecure_listen;        /* allow a non-loopback listener without TLS */
+	bool insecure_listen; /* allow a non-loopback listener without TLS */
 	struct http_limits limits;
 	const struct http_service *services;
 	size_t n_services;
 	struct http_hooks hooks;
-	bool access_log;             /* one line per request (log level notice), no secrets */
+	bool access_log; /* one line per request (log level notice), no secrets */
 };
 
 /*

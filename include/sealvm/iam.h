@@ -37,10 +37,10 @@ extern const struct db_migration iam_access_migrations[];
 extern const size_t iam_access_n_migrations;
 
 struct iam_config {
-	const char *region;         /* default region, "us-south" */
-	const char *issuer;         /* token "iss"; default "sealvm" */
-	int64_t token_ttl_s;        /* 3600 */
-	int64_t clock_skew_s;       /* accepted skew on iat/exp; 60 */
+	const char *region;	     /* default region, "us-south" */
+	const char *issuer;	     /* token "iss"; default "sealvm" */
+	int64_t token_ttl_s;	     /* 3600 */
+	int64_t clock_skew_s;	     /* accepted skew on iat/exp; 60 */
 	unsigned token_rate_per_min; /* POST /identity/token per source address; 0 = 600 */
 };
 
@@ -61,9 +61,11 @@ void iam_free(struct iam *iam);
  * is returned once in *ret_apikey (secret memory). -EEXIST if an account exists.
  */
 int iam_bootstrap(struct iam *iam, const char *owner_name, const char *owner_email,
-		  struct sealvm_secret **ret_apikey, char ret_account_id[40], struct sealvm_err *err);
+		  struct sealvm_secret **ret_apikey, char ret_account_id[40],
+		  struct sealvm_err *err);
 
-/* Adds a new signing key and signs with it from now on; old keys verify until their tokens expire. */
+/* Adds a new signing key and signs with it from now on; old keys verify until their tokens expire.
+ */
 int iam_rotate_signing_key(struct iam *iam, char ret_kid[64], struct sealvm_err *err);
 
 /*
@@ -100,7 +102,8 @@ int iam_authorize(struct iam *iam, const struct sealvm_principal *p, const char 
 void iam_service_principal(const char *service_name, const char *account_id,
 			   struct sealvm_principal *ret);
 
-/* The HTTP services: identity (/identity/token and /keys, /v1/users, /v1/serviceids, /v1/apikeys) and access (/v1/policies). */
+/* The HTTP services: identity (/identity/token and /keys, /v1/users, /v1/serviceids, /v1/apikeys)
+ * and access (/v1/policies). */
 const struct http_service *iam_identity_http(struct iam *iam);
 const struct http_service *iam_access_http(struct iam *iam);
 
@@ -110,7 +113,8 @@ const struct http_service *iam_access_http(struct iam *iam);
  * checkpoints. New malloc'ed string in *ret.
  */
 int iam_sign_statement(struct iam *iam, const json_t *claims, char **ret, struct sealvm_err *err);
-/* Verifies a statement signed by this deployment (any key it still knows); claims in *ret_claims. */
+/* Verifies a statement signed by this deployment (any key it still knows); claims in *ret_claims.
+ */
 int iam_verify_statement(struct iam *iam, const char *jws, json_t **ret_claims,
 			 struct sealvm_err *err);
 

@@ -33,38 +33,39 @@
  * keyslot is within limits the unlock fails with PBKDF_COST_TOO_HIGH.
  */
 struct luks_limits {
-	uint64_t max_memory_kib;       /* argon2 memory cost; default 1 GiB */
-	uint32_t max_pbkdf2_iterations; /* keyslots and the key digest; default 20,000,000 (~10 s) */
+	uint64_t max_memory_kib; /* argon2 memory cost; default 1 GiB */
+	uint32_t
+		max_pbkdf2_iterations; /* keyslots and the key digest; default 20,000,000 (~10 s) */
 	uint32_t max_argon2_iterations; /* argon2 time cost; default 32 */
-	uint32_t max_parallel;          /* argon2 threads; default 8 */
+	uint32_t max_parallel;		/* argon2 threads; default 8 */
 };
 
 void luks_limits_default(struct luks_limits *ret);
 
 struct luks_keyslot_info {
 	int slot;
-	char pbkdf[16]; /* "pbkdf2", "argon2i", "argon2id" */
-	char hash[16];  /* pbkdf2 hash; "" for argon2 */
+	char pbkdf[16];	     /* "pbkdf2", "argon2i", "argon2id" */
+	char hash[16];	     /* pbkdf2 hash; "" for argon2 */
 	uint32_t iterations; /* pbkdf2 iterations or argon2 time cost */
 	uint32_t memory_kib;
 	uint32_t parallel;
 };
 
 struct luks_info {
-	int version;              /* 1 or 2 */
-	char cipher[32];          /* "aes" */
-	char cipher_mode[32];     /* "xts-plain64" */
-	char hash[32];            /* LUKS1: the header's hash spec (PBKDF2 and AF hash);
-				   * LUKS2: the hash of the volume key digest */
+	int version;	      /* 1 or 2 */
+	char cipher[32];      /* "aes" */
+	char cipher_mode[32]; /* "xts-plain64" */
+	char hash[32];	      /* LUKS1: the header's hash spec (PBKDF2 and AF hash);
+			       * LUKS2: the hash of the volume key digest */
 	char uuid[40];
-	uint32_t key_bits;        /* volume key size in bits */
-	uint32_t sector_size;     /* 512 (LUKS1, ours) up to 4096 (LUKS2) */
-	uint64_t payload_offset;  /* bytes */
-	uint64_t payload_size;    /* bytes of payload present in the file */
+	uint32_t key_bits;	 /* volume key size in bits */
+	uint32_t sector_size;	 /* 512 (LUKS1, ours) up to 4096 (LUKS2) */
+	uint64_t payload_offset; /* bytes */
+	uint64_t payload_size;	 /* bytes of payload present in the file */
 	uint64_t file_size;
-	int n_keyslots;           /* active keyslots */
+	int n_keyslots; /* active keyslots */
 	struct luks_keyslot_info keyslots[LUKS_MAX_KEYSLOTS];
-	uint64_t iv_offset;         /* 512-byte units added to every sector's IV (0 for LUKS) */
+	uint64_t iv_offset;	    /* 512-byte units added to every sector's IV (0 for LUKS) */
 	uint32_t digest_iterations; /* PBKDF2 iterations of the volume key digest (0 if unknown) */
 };
 
@@ -110,16 +111,16 @@ static inline void luks_volume_freep(struct luks_volume **v)
 typedef void (*luks_progress_fn)(uint64_t done, uint64_t total, void *userdata);
 
 struct luks_encrypt_opts {
-	unsigned threads;           /* AES workers; 0 = online CPUs less one (at least 1); max 16 */
+	unsigned threads;	    /* AES workers; 0 = online CPUs less one (at least 1); max 16 */
 	uint32_t pbkdf2_iterations; /* 0 = LUKS_DEFAULT_PBKDF2_ITERATIONS */
-	bool replace;               /* --force: may replace an existing output */
+	bool replace;		    /* --force: may replace an existing output */
 	luks_progress_fn progress;
 	void *progress_userdata;
 };
 
 struct luks_result {
-	uint64_t virtual_size; /* bytes of plain disk */
-	uint64_t output_size;  /* bytes of the output file */
+	uint64_t virtual_size;	  /* bytes of plain disk */
+	uint64_t output_size;	  /* bytes of the output file */
 	unsigned char sha256[32]; /* of the whole output file */
 	double seconds;
 };

@@ -17,19 +17,20 @@
 
 enum principal_kind {
 	PRINCIPAL_NONE = 0,   /* not authenticated */
-	PRINCIPAL_USER,       /* a user of an account (the owner is one) */
+	PRINCIPAL_USER,	      /* a user of an account (the owner is one) */
 	PRINCIPAL_SERVICE_ID, /* a service ID of an account */
 	PRINCIPAL_SERVICE,    /* one of sealvm's own services, acting in @account_id */
 };
 
 struct sealvm_principal {
 	enum principal_kind kind;
-	char iam_id[96];          /* "IBMid-…", "iam-ServiceId-<uuid>", "crn:v1:…::<service>" */
-	char account_id[40];      /* the account it belongs to (or acts in, for a service) */
-	char name[128];           /* for audit: user name, service ID name, service name */
-	char service_name[64];    /* PRINCIPAL_SERVICE: "block-storage", "images", … */
-	char credential_type[24]; /* CADF credential.type: "token", "apikey", "hmac", "s2s-authorization" */
-	int64_t expires;          /* token expiry (epoch seconds), 0 when not from a token */
+	char iam_id[96];	  /* "IBMid-…", "iam-ServiceId-<uuid>", "crn:v1:…::<service>" */
+	char account_id[40];	  /* the account it belongs to (or acts in, for a service) */
+	char name[128];		  /* for audit: user name, service ID name, service name */
+	char service_name[64];	  /* PRINCIPAL_SERVICE: "block-storage", "images", … */
+	char credential_type[24]; /* CADF credential.type: "token", "apikey", "hmac",
+				     "s2s-authorization" */
+	int64_t expires;	  /* token expiry (epoch seconds), 0 when not from a token */
 };
 
 #endif

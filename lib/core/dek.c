@@ -17,33 +17,38 @@ int sealvm_dek_validate(const unsigned char *text, size_t len, const char *what,
 			struct sealvm_err *err)
 {
 	if (len == 0)
-		return sealvm_err_set(err, -EINVAL, "DEK_EMPTY", "%s is empty: a DEK is base64 text of %d to %d characters",
+		return sealvm_err_set(err, -EINVAL, "DEK_EMPTY",
+				      "%s is empty: a DEK is base64 text of %d to %d characters",
 				      what, SEALVM_DEK_MIN_CHARS, SEALVM_DEK_MAX_CHARS);
 	if (memchr(text, '\n', len) || memchr(text, '\r', len))
-		return sealvm_err_set(err, -EINVAL, "DEK_NEWLINE",
-				      "%s contains a line break: a DEK is one line with no newline at the end (write it with printf '%%s' or 'echo -n', or use 'sealvm dek generate')",
-				      what);
+		return sealvm_err_set(
+			err, -EINVAL, "DEK_NEWLINE",
+			"%s contains a line break: a DEK is one line with no newline at the end (write it with printf '%%s' or 'echo -n', or use 'sealvm dek generate')",
+			what);
 	if (len < SEALVM_DEK_MIN_CHARS)
-		return sealvm_err_set(err, -EINVAL, "DEK_TOO_SHORT",
-				      "%s holds %zu characters: a DEK needs at least %d (at least %d random bytes in base64)",
-				      what, len, SEALVM_DEK_MIN_CHARS, SEALVM_DEK_MIN_BYTES);
+		return sealvm_err_set(
+			err, -EINVAL, "DEK_TOO_SHORT",
+			"%s holds %zu characters: a DEK needs at least %d (at least %d random bytes in base64)",
+			what, len, SEALVM_DEK_MIN_CHARS, SEALVM_DEK_MIN_BYTES);
 	if (len > SEALVM_DEK_MAX_CHARS)
 		return sealvm_err_set(err, -EINVAL, "DEK_TOO_LONG",
-				      "%s holds %zu characters: a DEK may have at most %d", what, len,
-				      SEALVM_DEK_MAX_CHARS);
+				      "%s holds %zu characters: a DEK may have at most %d", what,
+				      len, SEALVM_DEK_MAX_CHARS);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = text[i];
-		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			  c == '+' || c == '/' || c == '=';
+		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
 		if (!ok)
-			return sealvm_err_set(err, -EINVAL, "DEK_NOT_BASE64",
-					      "%s is not base64: character %zu is outside A-Z a-z 0-9 + / =",
-					      what, i + 1);
+			return sealvm_err_set(
+				err, -EINVAL, "DEK_NOT_BASE64",
+				"%s is not base64: character %zu is outside A-Z a-z 0-9 + / =",
+				what, i + 1);
 	}
 	if (!sealvm_b64_is_canonical((const char *)text, len))
-		return sealvm_err_set(err, -EINVAL, "DEK_NOT_CANONICAL",
-				      "%s is not canonical padded base64 (length a multiple of 4, '=' only at the end, unused bits zero)",
-				      what);
+		return sealvm_err_set(
+			err, -EINVAL, "DEK_NOT_CANONICAL",
+			"%s is not canonical padded base64 (length a multiple of 4, '=' only at the end, unused bits zero)",
+			what);
 	return 0;
 }
 
@@ -77,9 +82,10 @@ int sealvm_dek_generate(size_t nbytes, struct sealvm_secret **ret, struct sealvm
 	int r;
 
 	if (nbytes < SEALVM_DEK_MIN_BYTES || nbytes > SEALVM_DEK_MAX_BYTES)
-		return sealvm_err_set(err, -EINVAL, "DEK_SIZE",
-				      "a DEK of %zu bytes would not give 32 to 512 base64 characters: use %d to %d bytes",
-				      nbytes, SEALVM_DEK_MIN_BYTES, SEALVM_DEK_MAX_BYTES);
+		return sealvm_err_set(
+			err, -EINVAL, "DEK_SIZE",
+			"a DEK of %zu bytes would not give 32 to 512 base64 characters: use %d to %d bytes",
+			nbytes, SEALVM_DEK_MIN_BYTES, SEALVM_DEK_MAX_BYTES);
 	r = sealvm_secret_random(nbytes, &raw);
 	if (r < 0)
 		return sealvm_err_set(err, r, NULL, "cannot generate random bytes");

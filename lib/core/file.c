@@ -106,11 +106,13 @@ static int write_error(struct sealvm_err *err, int r, const char *path)
 {
 	if (r == -ENOSPC || r == -EDQUOT)
 		return sealvm_err_set(err, -ENOSPC, "NO_SPACE",
-				      "no space left for %s: free some space or write elsewhere", path);
-	if (r == -EFBIG)
-		return sealvm_err_set(err, -EFBIG, "FILE_TOO_LARGE",
-				      "%s would exceed the file size limit (ulimit -f or the file system's maximum)",
+				      "no space left for %s: free some space or write elsewhere",
 				      path);
+	if (r == -EFBIG)
+		return sealvm_err_set(
+			err, -EFBIG, "FILE_TOO_LARGE",
+			"%s would exceed the file size limit (ulimit -f or the file system's maximum)",
+			path);
 	return sealvm_err_set_errno(err, r, "IO_ERROR", "cannot write %s", path);
 }
 
@@ -118,7 +120,8 @@ static int open_error(struct sealvm_err *err, int r, const char *path)
 {
 	if (r == -EACCES || r == -EPERM || r == -EROFS)
 		return sealvm_err_set_errno(err, r, "OUTPUT_NOT_WRITABLE",
-					    "cannot create %s: its directory is not writable", path);
+					    "cannot create %s: its directory is not writable",
+					    path);
 	if (r == -ENOENT)
 		return sealvm_err_set(err, r, "OUTPUT_DIR_MISSING",
 				      "cannot create %s: its directory does not exist", path);
@@ -137,9 +140,10 @@ int sealvm_write_file_exclusive(const char *path, const void *data, size_t len, 
 	if (fd < 0) {
 		r = negative_errno();
 		if (r == -EEXIST)
-			return sealvm_err_set(err, r, "OUTPUT_EXISTS",
-					      "%s already exists: it is never overwritten; choose another name or remove it",
-					      path);
+			return sealvm_err_set(
+				err, r, "OUTPUT_EXISTS",
+				"%s already exists: it is never overwritten; choose another name or remove it",
+				path);
 		return open_error(err, r, path);
 	}
 	/* The umask must not widen or narrow what the caller asked for. */
@@ -174,7 +178,8 @@ int sealvm_atomic_open(const char *path, unsigned flags, mode_t mode,
 		return sealvm_err_set(err, -EEXIST, "OUTPUT_EXISTS",
 				      "%s already exists: use --force to replace it", path);
 	if ((flags & SEALVM_ATOMIC_REPLACE) && lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		return sealvm_err_set(err, -EISDIR, "OUTPUT_IS_DIRECTORY", "%s is a directory", path);
+		return sealvm_err_set(err, -EISDIR, "OUTPUT_IS_DIRECTORY", "%s is a directory",
+				      path);
 
 	f = calloc(1, sizeof(*f));
 	if (!f)
@@ -191,9 +196,10 @@ int sealvm_atomic_open(const char *path, unsigned flags, mode_t mode,
 	if (f->fd < 0) {
 		r = negative_errno();
 		if (r == -EEXIST)
-			r = sealvm_err_set(err, r, "PARTIAL_EXISTS",
-					   "%s exists: another run may be writing it, or an earlier run was interrupted; remove it and retry",
-					   f->tmp_path);
+			r = sealvm_err_set(
+				err, r, "PARTIAL_EXISTS",
+				"%s exists: another run may be writing it, or an earlier run was interrupted; remove it and retry",
+				f->tmp_path);
 		else
 			r = open_error(err, r, path);
 		goto fail;
@@ -228,9 +234,10 @@ int sealvm_atomic_commit(struct sealvm_atomic_file *f, struct sealvm_err *err)
 	if (r < 0) {
 		r = negative_errno();
 		if (r == -EEXIST)
-			r = sealvm_err_set(err, r, "OUTPUT_EXISTS",
-					   "%s appeared while it was being written: use --force to replace it",
-					   f->path);
+			r = sealvm_err_set(
+				err, r, "OUTPUT_EXISTS",
+				"%s appeared while it was being written: use --force to replace it",
+				f->path);
 		else
 			r = sealvm_err_set_errno(err, r, "IO_ERROR", "cannot rename %s to %s",
 						 f->tmp_path, f->path);

@@ -205,7 +205,8 @@ static void respond_status(struct http_request *req, struct http_response *resp,
 			   struct sealvm_err *err)
 {
 	format_error(req, status, err, resp);
-	/* A service's formatter may answer with a more precise status (412, 428): audit that one. */
+	/* A service's formatter may answer with a more precise status (412, 428): audit that one.
+	 */
 	ladder_audit(req, resp, resp->status ? resp->status : status, err);
 }
 

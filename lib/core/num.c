@@ -62,9 +62,9 @@ int sealvm_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 		const char *suffix;
 		unsigned shift;
 	} units[] = {
-		{"", 0},     {"B", 0},     {"K", 10},  {"KiB", 10}, {"KB", 10},
-		{"M", 20},   {"MiB", 20},  {"MB", 20}, {"G", 30},   {"GiB", 30},
-		{"GB", 30},  {"T", 40},    {"TiB", 40}, {"TB", 40},
+		{"", 0},    {"B", 0},	 {"K", 10},   {"KiB", 10}, {"KB", 10},
+		{"M", 20},  {"MiB", 20}, {"MB", 20},  {"G", 30},   {"GiB", 30},
+		{"GB", 30}, {"T", 40},	 {"TiB", 40}, {"TB", 40},
 	};
 	size_t n, digits = 0;
 	uint64_t v;

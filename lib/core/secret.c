@@ -49,7 +49,8 @@ int sealvm_secret_new(size_t cap, struct sealvm_secret **ret)
 	s->locked = mlock(p, maplen) == 0;
 	if (!s->locked && !warned) {
 		warned = true;
-		log_debug("could not lock secret memory (RLIMIT_MEMLOCK); it is still wiped and not dumped");
+		log_debug(
+			"could not lock secret memory (RLIMIT_MEMLOCK); it is still wiped and not dumped");
 	}
 	s->data = (unsigned char *)p + sizeof(*s);
 	s->len = 0;
@@ -99,8 +100,8 @@ int sealvm_secret_read_file(const char *path, size_t max, struct sealvm_secret *
 	if (fstat(fd, &st) < 0)
 		return sealvm_err_set_errno(err, negative_errno(), NULL, "cannot stat %s", path);
 	if (S_ISDIR(st.st_mode))
-		return sealvm_err_set(err, -EISDIR, "NOT_A_FILE", "%s is a directory, not a key file",
-				      path);
+		return sealvm_err_set(err, -EISDIR, "NOT_A_FILE",
+				      "%s is a directory, not a key file", path);
 	if (max > SEALVM_SECRET_MAX)
 		max = SEALVM_SECRET_MAX;
 	/* One byte more than allowed, to tell "too long" from "exactly max". */
@@ -112,7 +113,8 @@ int sealvm_secret_read_file(const char *path, size_t max, struct sealvm_secret *
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			r = sealvm_err_set_errno(err, negative_errno(), NULL, "cannot read %s", path);
+			r = sealvm_err_set_errno(err, negative_errno(), NULL, "cannot read %s",
+						 path);
 			sealvm_secret_free(s);
 			return r;
 		}

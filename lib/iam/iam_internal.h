@@ -38,15 +38,15 @@ static inline void iam_json_decrefp(json_t **j)
 #define IAM_CRN_PREFIX "crn:v1:sealvm:local:iam-identity::a/"
 
 /* Limits on what a client controls (docs/internals/iam-identity.md). */
-#define IAM_NAME_MAX 127          /* bytes of a name: what fits a principal and an audit target */
-#define IAM_DESCRIPTION_MAX 1024  /* bytes of a description */
-#define IAM_EMAIL_MAX 254         /* RFC 5321 path limit */
-#define IAM_APIKEY_MIN 16         /* characters of an API key value we even look up */
+#define IAM_NAME_MAX 127	 /* bytes of a name: what fits a principal and an audit target */
+#define IAM_DESCRIPTION_MAX 1024 /* bytes of a description */
+#define IAM_EMAIL_MAX 254	 /* RFC 5321 path limit */
+#define IAM_APIKEY_MIN 16	 /* characters of an API key value we even look up */
 #define IAM_APIKEY_MAX 256
 #define IAM_APIKEY_RANDOM_BYTES 33 /* 44 base64url characters, IBM's length */
 #define IAM_PAGE_DEFAULT 20
 #define IAM_PAGE_MAX 100
-#define IAM_ID_MAX 64             /* "ServiceId-<uuid>", "ApiKey-<uuid>", "IBMid-<32 hex>" */
+#define IAM_ID_MAX 64 /* "ServiceId-<uuid>", "ApiKey-<uuid>", "IBMid-<32 hex>" */
 #define IAM_IAM_ID_MAX 96
 #define IAM_CRN_MAX 320
 #define IAM_KID_MAX 64
@@ -105,7 +105,7 @@ struct iam_apikey_login {
 	unsigned char hash[32];
 	enum iam_owner_kind owner_kind;
 	bool owner_found;
-	bool owner_locked;       /* service ID locked, or user not ACTIVE */
+	bool owner_locked; /* service ID locked, or user not ACTIVE */
 	char owner_name[IAM_NAME_MAX + 1];
 	char owner_email[IAM_EMAIL_MAX + 1];
 	char owner_id[IAM_ID_MAX]; /* "ServiceId-…" / the user's iam_id */
@@ -113,11 +113,11 @@ struct iam_apikey_login {
 
 struct iam_signing_key_row {
 	char kid[IAM_KID_MAX];
-	int64_t created;    /* epoch seconds */
-	int64_t retired_at; /* 0 = current */
+	int64_t created;	     /* epoch seconds */
+	int64_t retired_at;	     /* 0 = current */
 	const unsigned char *sealed; /* borrowed from the statement */
 	size_t sealed_len;
-	const char *public_jwk;      /* borrowed */
+	const char *public_jwk; /* borrowed */
 };
 
 /*
@@ -127,8 +127,7 @@ struct iam_signing_key_row {
  * the operation answers with.
  */
 struct iam_job_tail {
-	int (*fn)(sqlite3 *conn, void *arg, const void *entity, int status,
-		  struct sealvm_err *err);
+	int (*fn)(sqlite3 *conn, void *arg, const void *entity, int status, struct sealvm_err *err);
 	void *arg;
 };
 
@@ -137,15 +136,15 @@ struct iam_tokens; /* iam_token.c */
 struct iam {
 	/* --- identity half ---------------------------------------------------- */
 	struct sealvm_db *db;
-	const struct sealvm_secret *master; /* borrowed */
+	const struct sealvm_secret *master;    /* borrowed */
 	struct sealvm_secret *apikey_hash_key; /* seal_derive(master, "apikey-hash") */
-	struct iam_config cfg;              /* strings point at region/issuer below */
+	struct iam_config cfg;		       /* strings point at region/issuer below */
 	char region[64];
 	char issuer[256];
-	int64_t (*now)(void);               /* epoch seconds; tests may replace it */
+	int64_t (*now)(void); /* epoch seconds; tests may replace it */
 	struct iam_tokens *tokens;
 	struct http_service identity_http;
-	pthread_mutex_t owners_lock;        /* account → owner cache (accounts never change owner) */
+	pthread_mutex_t owners_lock; /* account → owner cache (accounts never change owner) */
 	struct {
 		char account_id[40];
 		char owner_iam_id[IAM_IAM_ID_MAX];
@@ -188,7 +187,8 @@ int iam_user_get(struct iam *iam, const char *account_id, const char *iam_id, st
 		 struct sealvm_err *err);
 /* Calls @fn for each user of @account_id; a non-zero return stops (and is returned). */
 int iam_user_list(struct iam *iam, const char *account_id,
-		  int (*fn)(const struct iam_user *u, void *arg), void *arg, struct sealvm_err *err);
+		  int (*fn)(const struct iam_user *u, void *arg), void *arg,
+		  struct sealvm_err *err);
 int iam_user_delete(struct iam *iam, const char *account_id, const char *iam_id,
 		    const struct iam_job_tail *tail, struct sealvm_err *err);
 
@@ -226,8 +226,9 @@ int iam_apikey_get(struct iam *iam, const char *account_id, const char *id, stru
 		   struct sealvm_err *err);
 /* @owner_iam_id NULL: every key of the account. */
 int iam_apikey_list(struct iam *iam, const char *account_id, const char *owner_iam_id,
-		    unsigned offset, unsigned limit, int (*fn)(const struct iam_apikey *k, void *arg),
-		    void *arg, int64_t *ret_total, struct sealvm_err *err);
+		    unsigned offset, unsigned limit,
+		    int (*fn)(const struct iam_apikey *k, void *arg), void *arg, int64_t *ret_total,
+		    struct sealvm_err *err);
 int iam_apikey_update(struct iam *iam, const char *account_id, const char *id, const char *if_match,
 		      const char *name, const char *description, const struct iam_job_tail *tail,
 		      struct iam_apikey *ret, struct sealvm_err *err);
@@ -300,8 +301,8 @@ int iam_store_serviceid_insert(sqlite3 *conn, const struct iam_serviceid *s,
 			       struct sealvm_err *err);
 int iam_store_serviceid_get(sqlite3 *conn, const char *id, struct iam_serviceid *ret,
 			    struct sealvm_err *err);
-int iam_store_serviceid_get_by_iam_id(sqlite3 *conn, const char *iam_id,
-				      struct iam_serviceid *ret, struct sealvm_err *err);
+int iam_store_serviceid_get_by_iam_id(sqlite3 *conn, const char *iam_id, struct iam_serviceid *ret,
+				      struct sealvm_err *err);
 int iam_store_serviceid_list(sqlite3 *conn, const char *account_id, const char *name,
 			     unsigned offset, unsigned limit,
 			     int (*fn)(const struct iam_serviceid *s, void *arg), void *arg,
@@ -311,8 +312,8 @@ int iam_store_serviceid_update(sqlite3 *conn, const struct iam_serviceid *s,
 			       struct sealvm_err *err);
 int iam_store_serviceid_delete(sqlite3 *conn, const char *id, struct sealvm_err *err);
 
-int iam_store_apikey_insert(sqlite3 *conn, const struct iam_apikey *k,
-			    const unsigned char hash[32], struct sealvm_err *err);
+int iam_store_apikey_insert(sqlite3 *conn, const struct iam_apikey *k, const unsigned char hash[32],
+			    struct sealvm_err *err);
 int iam_store_apikey_get(sqlite3 *conn, const char *id, struct iam_apikey *ret,
 			 struct sealvm_err *err);
 int iam_store_apikey_list(sqlite3 *conn, const char *account_id, const char *owner_iam_id,
@@ -336,8 +337,8 @@ int iam_store_signing_key_retire_others(sqlite3 *conn, const char *kid, int64_t 
 					struct sealvm_err *err);
 /* Keys not retired before @retired_after (0: all), newest first. */
 int iam_store_signing_key_list(sqlite3 *conn, int64_t retired_after,
-			       int (*fn)(const struct iam_signing_key_row *k, void *arg),
-			       void *arg, struct sealvm_err *err);
+			       int (*fn)(const struct iam_signing_key_row *k, void *arg), void *arg,
+			       struct sealvm_err *err);
 int iam_store_signing_key_count(sqlite3 *conn, int64_t *ret, struct sealvm_err *err);
 
 /* iam_identity_http.c */
@@ -368,7 +369,7 @@ int iam_access_delete_subject_policies(sqlite3 *conn, const char *account_id, co
 /* Limits on what a client controls in a policy. */
 #define IAM_POLICY_MAX_ROLES 16
 #define IAM_POLICY_MAX_ATTRIBUTES 8
-#define IAM_POLICY_VALUE_MAX 127     /* bytes of an attribute value (http_target.resource) */
+#define IAM_POLICY_VALUE_MAX 127 /* bytes of an attribute value (http_target.resource) */
 #define IAM_POLICY_DESCRIPTION_MAX 300
 #define IAM_POLICIES_PER_ACCOUNT_MAX 4020 /* IBM's per-account limit */
 
@@ -379,16 +380,16 @@ void iam_access_done(struct iam *iam);
 
 /* iam_roles.c: services, roles and actions as data. */
 struct iam_role {
-	const char *name;            /* "Reader" */
-	bool platform;               /* role:<name> (true) or serviceRole:<name> */
-	const char *inherits;        /* a role of the same service and kind, or NULL */
-	const char *const *actions;  /* NULL-terminated; "a.b.*" = every action "a.b.<x>" */
+	const char *name;	    /* "Reader" */
+	bool platform;		    /* role:<name> (true) or serviceRole:<name> */
+	const char *inherits;	    /* a role of the same service and kind, or NULL */
+	const char *const *actions; /* NULL-terminated; "a.b.*" = every action "a.b.<x>" */
 };
 
 struct iam_service {
-	const char *name;            /* serviceName in policies: "kms" */
-	const char *action_prefix;   /* first dot-component of its actions: "kms", "iam" */
-	bool account_management;     /* not covered by a policy without serviceName */
+	const char *name;	   /* serviceName in policies: "kms" */
+	const char *action_prefix; /* first dot-component of its actions: "kms", "iam" */
+	bool account_management;   /* not covered by a policy without serviceName */
 	const struct iam_role *roles;
 	size_t n_roles;
 };
@@ -406,8 +407,7 @@ bool iam_role_allows(const struct iam_service *svc, const struct iam_role *role,
 /* True for the platform roles a policy on every service may carry (Viewer … Administrator). */
 bool iam_roles_generic_name(const char *crn);
 /* The first role of @svc (table order: least privilege first) that allows @action, or NULL. */
-const struct iam_role *iam_roles_first_allowing(const struct iam_service *svc,
-						const char *action);
+const struct iam_role *iam_roles_first_allowing(const struct iam_service *svc, const char *action);
 
 /* iam_access_store.c: SQL only. */
 struct iam_policy_rule {
@@ -416,7 +416,7 @@ struct iam_policy_rule {
 	const char *service_instance; /* "" = any; likewise below */
 	const char *resource_type;
 	const char *resource;
-	bool resource_match;          /* resource is a stringMatch pattern ('*', '?') */
+	bool resource_match; /* resource is a stringMatch pattern ('*', '?') */
 	const char *key_ring;
 	const char *region;
 	const char *subject_instance; /* authorization: the source instance */
@@ -426,10 +426,10 @@ struct iam_policy_rule {
 struct iam_policy_row {
 	const char *id;
 	const char *account_id;
-	const char *type;             /* "access" | "authorization" */
-	const char *subject;          /* iam_id, or the source service name */
-	const char *description;      /* may be NULL */
-	const char *subjects;         /* JSON texts as returned by the API */
+	const char *type;	 /* "access" | "authorization" */
+	const char *subject;	 /* iam_id, or the source service name */
+	const char *description; /* may be NULL */
+	const char *subjects;	 /* JSON texts as returned by the API */
 	const char *roles;
 	const char *resources;
 	const char *etag;
@@ -440,8 +440,8 @@ struct iam_policy_row {
 };
 
 struct iam_policy_filter {
-	const char *account_id;       /* required */
-	const char *type;             /* NULL: any */
+	const char *account_id; /* required */
+	const char *type;	/* NULL: any */
 	const char *subject;
 	const char *service_name;
 };
@@ -493,11 +493,11 @@ int iam_access_store_decide(sqlite3 *conn, sqlite3_stmt *st, const struct iam_de
 /* iam_access.c: policy logic, for the handlers and tests. */
 struct iam_policy_spec {
 	bool authorization;
-	const char *subject;          /* borrowed from the parsed body */
-	const char *description;      /* borrowed; NULL when absent */
+	const char *subject;				    /* borrowed from the parsed body */
+	const char *description;			    /* borrowed; NULL when absent */
 	struct iam_policy_rule rules[IAM_POLICY_MAX_ROLES]; /* strings borrowed from the body */
 	size_t n_rules;
-	char *subjects_json;          /* owned: normalised texts to store */
+	char *subjects_json; /* owned: normalised texts to store */
 	char *roles_json;
 	char *resources_json;
 };

@@ -59,7 +59,7 @@ int luks_header_format(const char *path, const char *what, const struct sealvm_s
 struct luks_xts {
 	EVP_CIPHER_CTX *data_ctx;  /* AES-ECB with K1, encrypting or decrypting */
 	EVP_CIPHER_CTX *tweak_ctx; /* AES-ECB with K2, always encrypting */
-	unsigned char *tweaks;     /* LUKS_XTS_BATCH bytes of tweak values */
+	unsigned char *tweaks;	   /* LUKS_XTS_BATCH bytes of tweak values */
 	uint32_t sector_size;
 	uint64_t iv_offset;
 	bool plain64;

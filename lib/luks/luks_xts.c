@@ -52,7 +52,8 @@ int luks_xts_init(struct luks_xts *x, const unsigned char *key, size_t key_len, 
 		return -EINVAL;
 	if (sector_size < LUKS_SECTOR || sector_size > 4096 || (sector_size & (sector_size - 1)))
 		return -EINVAL;
-	/* A key we generate never has equal halves; refusing them to encrypt is what OpenSSL does. */
+	/* A key we generate never has equal halves; refusing them to encrypt is what OpenSSL does.
+	 */
 	if (encrypt && CRYPTO_memcmp(key, key + half, half) == 0)
 		return -EINVAL;
 
@@ -154,7 +155,8 @@ static int xts_batch(struct luks_xts *x, uint64_t unit, unsigned char *buf, size
 
 	/* T_j+1 = T_j * alpha in GF(2^128) (little-endian convention); P_j ^= T_j as we go. */
 	for (size_t s = 0; s < nsec; s++)
-		tweak_sector(t0 + 16 * s, tw + s * x->sector_size, buf + s * x->sector_size, blocks);
+		tweak_sector(t0 + 16 * s, tw + s * x->sector_size, buf + s * x->sector_size,
+			     blocks);
 	OPENSSL_cleanse(t0, 16 * nsec);
 	if (EVP_CipherUpdate(x->data_ctx, buf, &outl, buf, (int)n) != 1 || (size_t)outl != n)
 		return -EIO;

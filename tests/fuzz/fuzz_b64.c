@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort(); /* accepted a non-canonical text */
 			free(enc);
 		}
-		if (!url && sealvm_b64_is_canonical((const char *)data, size) != (n >= 0 && size > 0))
+		if (!url &&
+		    sealvm_b64_is_canonical((const char *)data, size) != (n >= 0 && size > 0))
 			abort();
 		free(dec);
 	}

@@ -23,7 +23,6 @@
 #define FUZZ_WINDOW (4u << 20)
 #define FUZZ_COMPARE (256u << 10)
 
-
 /* Reads [off, off + len) in chunks of @chunk bytes; stops at the first error. */
 static int read_range(struct disk_source *src, unsigned char *buf, uint64_t off, size_t len,
 		      size_t chunk)

@@ -14,7 +14,8 @@
 static void test_rfc4648_vectors(void **state)
 {
 	static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-	static const char *const enc[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+	static const char *const enc[] = {"",	      "Zg==",	  "Zm8=",    "Zm9v",
+					  "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
 	static const char *const url[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
 	char out[64];
 	unsigned char dec[64];
@@ -53,18 +54,18 @@ static void test_rejects_non_canonical(void **state)
 {
 	unsigned char dec[64];
 	static const char *const bad[] = {
-		"Zh==",      /* unused bits set */
-		"Zm9=",      /* unused bits set */
-		"Zg=",       /* short padding */
-		"Zg",        /* missing padding */
+		"Zh==",	     /* unused bits set */
+		"Zm9=",	     /* unused bits set */
+		"Zg=",	     /* short padding */
+		"Zg",	     /* missing padding */
 		"Zg===",     /* bad length */
-		"Z===",      /* one symbol */
-		"=Zg=",      /* padding first */
-		"Zm=v",      /* padding inside */
+		"Z===",	     /* one symbol */
+		"=Zg=",	     /* padding first */
+		"Zm=v",	     /* padding inside */
 		"Zm9v\n",    /* newline */
 		" Zm9v",     /* space */
 		"Zm9v YmFy", /* inner space */
-		"Zm9*",      /* outside the alphabet */
+		"Zm9*",	     /* outside the alphabet */
 		"Zm9v\0mFy", /* NUL */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

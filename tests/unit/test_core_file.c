@@ -186,12 +186,9 @@ static void test_same_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_atomic_commit),
-		cmocka_unit_test(test_atomic_races),
-		cmocka_unit_test(test_missing_dir),
-		cmocka_unit_test(test_file_size_limit),
-		cmocka_unit_test(test_exclusive),
-		cmocka_unit_test(test_same_file),
+		cmocka_unit_test(test_atomic_commit), cmocka_unit_test(test_atomic_races),
+		cmocka_unit_test(test_missing_dir),   cmocka_unit_test(test_file_size_limit),
+		cmocka_unit_test(test_exclusive),     cmocka_unit_test(test_same_file),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -21,7 +21,8 @@
 
 /* Reference: one EVP XTS call per sector, IV = little-endian unit number. */
 static void reference(const unsigned char *key, size_t klen, bool enc, uint32_t ss,
-		      uint64_t iv_offset, bool plain64, uint64_t off, unsigned char *buf, size_t len)
+		      uint64_t iv_offset, bool plain64, uint64_t off, unsigned char *buf,
+		      size_t len)
 {
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 	assert_non_null(ctx);
