@@ -724,3 +724,73 @@ int cmd_iam_authz_delete(int argc, char **argv)
 {
 	return simple(argc, argv, "DELETE", "/v1/policies", "", "deleted");
 }
+
+/* ---- resource instances ------------------------------------------------------------------ */
+
+int cmd_resource_instance_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"service", required_argument, NULL, OPT_SERVICE},
+		{"region", required_argument, NULL, OPT_TARGET},
+		O_JSON,
+		{0},
+	};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	json_t *body, *j = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 1, "NAME", &ex))
+		return ex;
+	if (!a.service)
+		return cli_usage_error("--service kms|cloud-object-storage is required");
+	body = json_pack("{s:s, s:s, s:s}", "name", argv[optind], "target",
+			 a.target ? a.target : "us-south", "resource_id", a.service);
+	if (!body)
+		return oom();
+	if ((ex = cli_client_open(&c)) == 0)
+		ex = cli_api(c, "POST", "/v2/resource_instances", body, &j);
+	json_decref(body);
+	return ex ? ex : show(&a, j);
+}
+
+int cmd_resource_instance_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"service", required_argument, NULL, OPT_SERVICE},
+		O_JSON,
+		{0},
+	};
+	static const char *const hdr[] = {"GUID", "NAME", "SERVICE", "REGION", "CRN"};
+	static const char *const keys[] = {"guid", "name", "resource_id", "region_id", "crn"};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	_cleanup_free_ char *path = strdup("/v2/resource_instances");
+	json_t *j = NULL;
+	int ex;
+
+	if (!path)
+		return oom();
+	if (parse(argc, argv, opts, &a, 0, "", &ex))
+		return ex;
+	if (a.service && cli_query_add(&path, "resource_id", a.service) < 0)
+		return oom();
+	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, "GET", path, NULL, &j)) != 0)
+		return ex;
+	if (a.json)
+		cli_print_json(j);
+	else
+		cli_print_table(json_object_get(j, "resources"), hdr, keys, ELEMENTSOF(hdr));
+	json_decref(j);
+	return EXIT_OK;
+}
+
+int cmd_resource_instance_show(int argc, char **argv)
+{
+	return simple(argc, argv, "GET", "/v2/resource_instances", "", "instance");
+}
+
+int cmd_resource_instance_delete(int argc, char **argv)
+{
+	return simple(argc, argv, "DELETE", "/v2/resource_instances", "", "deleted instance");
+}

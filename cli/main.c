@@ -236,6 +236,32 @@ static const struct cli_command events_commands[] = {
 	{0},
 };
 
+static const struct cli_command instance_commands[] = {
+	{"create", cmd_resource_instance_create, NULL, "create a service instance",
+	 "resource instance create NAME --service kms|cloud-object-storage [--region REGION]\n"
+	 "                          [--json]\n"
+	 "\n"
+	 "Creates an instance of a service in the caller's account; later services attach\n"
+	 "to it (a key service instance is what the bluemix-instance header names). Prints\n"
+	 "its GUID and CRN.\n"
+	 "\n"
+	 "  --service NAME   kms or cloud-object-storage\n"
+	 "  --region REGION  a region the deployment serves (default us-south)\n" JSON_OPT},
+	{"list", cmd_resource_instance_list, NULL, "list the account's instances",
+	 "resource instance list [--service NAME] [--json]\n" JSON_OPT},
+	{"show", cmd_resource_instance_show, NULL, "show one instance",
+	 "resource instance show GUID [--json]\n" JSON_OPT},
+	{"delete", cmd_resource_instance_delete, NULL, "delete an instance",
+	 "resource instance delete GUID\n"},
+	{0},
+};
+
+static const struct cli_command resource_commands[] = {
+	{"instance", NULL, instance_commands, "service instances (kms, cloud-object-storage)",
+	 NULL},
+	{0},
+};
+
 static const struct cli_command root_commands[] = {
 	{"dek", NULL, dek_commands, "data encryption keys", NULL},
 	{"image", NULL, image_commands, "encrypt, decrypt, verify and inspect disk images", NULL},
@@ -253,6 +279,7 @@ static const struct cli_command root_commands[] = {
 	 "logout\n\nRemoves the login state.\n"},
 	{"iam", NULL, iam_commands, "service IDs, API keys, policies, authorizations", NULL},
 	{"events", NULL, events_commands, "the audit trail: list, verify, checkpoint", NULL},
+	{"resource", NULL, resource_commands, "resource instances of the account", NULL},
 	{0},
 };
 

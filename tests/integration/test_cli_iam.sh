@@ -114,6 +114,20 @@ expect_usage S events list --outcome maybe
 expect_usage S events list --limit 0
 pass "events list (filters, --all follows next, columns), verify (exit 0), checkpoint and verify --checkpoint"
 
+# --- resource instances ----------------------------------------------------------------------------
+S resource instance create my-keys --service kms --json >ri.json
+RI=$(jf ri.json 'j["guid"]')
+[ "$(jf ri.json 'j["resource_id"]')" = kms ] || fail "instance service"
+S resource instance list >ri.out
+grep -q "$RI" ri.out && head -1 ri.out | grep -q "^GUID" || fail "instance list: $(cat ri.out)"
+S resource instance show "$RI" | grep -q "^crn: *crn:v1:" || fail "instance show"
+expect_fail INVALID_RESOURCE_ID S resource instance create x --service nosuch
+expect_fail INVALID_TARGET S resource instance create x --service kms --region eu-de
+expect_usage S resource instance create x
+S resource instance delete "$RI" | grep -q "deleted instance $RI" || fail "instance delete"
+expect_fail "404" S resource instance show "$RI"
+pass "resource instance create/list/show/delete; bad service or region refused"
+
 # --- global options and environment without login ------------------------------------------------
 S logout
 [ ! -e "$STATE" ] || fail "logout left the state"
