@@ -398,36 +398,60 @@ int iam_store_serviceid_list(sqlite3 *conn, const char *account_id, const char *
 	}
 }
 
-int iam_store_serviceid_update(sqlite3 *conn, const struct iam_serviceid *s, struct sealvm_err *err)
+/*
+ * Service IDs and API keys share their mutable columns; @table is one of our
+ * two literal table names, never request data.
+ */
+static int entity_update(sqlite3 *conn, const char *table, const char *id, const char *name,
+			 const char *description, bool locked, int64_t version, int64_t modified_ms,
+			 const char *missing_reason, const char *missing_what,
+			 struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(conn,
-			"UPDATE iam_service_ids SET name = ?2, description = ?3, locked = ?4,"
-			" version = ?5, modified_at = ?6 WHERE id = ?1",
-			&st, err);
+	char sql[160], what[48];
+	snprintf(sql, sizeof(sql),
+		 "UPDATE %s SET name = ?2, description = ?3, locked = ?4, version = ?5,"
+		 " modified_at = ?6 WHERE id = ?1",
+		 table);
+	snprintf(what, sizeof(what), "update %s", table);
+	int r = prepare(conn, sql, &st, err);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, s->id);
-	bind_text(st, 2, s->name);
-	bind_text(st, 3, s->description);
-	sqlite3_bind_int(st, 4, s->locked ? 1 : 0);
-	sqlite3_bind_int64(st, 5, s->version);
-	sqlite3_bind_int64(st, 6, s->modified_ms);
-	r = step_done(conn, st, "update iam_service_ids", err);
+	bind_text(st, 1, id);
+	bind_text(st, 2, name);
+	bind_text(st, 3, description);
+	sqlite3_bind_int(st, 4, locked ? 1 : 0);
+	sqlite3_bind_int64(st, 5, version);
+	sqlite3_bind_int64(st, 6, modified_ms);
+	r = step_done(conn, st, what, err);
 	if (r == 0)
-		return sealvm_err_set(err, -ENOENT, "SERVICEID_NOT_FOUND",
-				      "the service ID was not found");
+		return sealvm_err_set(err, -ENOENT, missing_reason, "the %s was not found",
+				      missing_what);
 	return r < 0 ? r : 0;
+}
+
+static int entity_delete(sqlite3 *conn, const char *table, const char *id, struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	char sql[96], what[48];
+	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id = ?1", table);
+	snprintf(what, sizeof(what), "delete from %s", table);
+	int r = prepare(conn, sql, &st, err);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	return step_done(conn, st, what, err);
+}
+
+int iam_store_serviceid_update(sqlite3 *conn, const struct iam_serviceid *s, struct sealvm_err *err)
+{
+	return entity_update(conn, "iam_service_ids", s->id, s->name, s->description, s->locked,
+			     s->version, s->modified_ms, "SERVICEID_NOT_FOUND", "service ID", err);
 }
 
 int iam_store_serviceid_delete(sqlite3 *conn, const char *id, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(conn, "DELETE FROM iam_service_ids WHERE id = ?1", &st, err);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, id);
-	return step_done(conn, st, "delete from iam_service_ids", err);
+	return entity_delete(conn, "iam_service_ids", id, err);
 }
 
 /* ---- API keys -------------------------------------------------------------------- */
@@ -537,34 +561,13 @@ int iam_store_apikey_list(sqlite3 *conn, const char *account_id, const char *own
 
 int iam_store_apikey_update(sqlite3 *conn, const struct iam_apikey *k, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(conn,
-			"UPDATE iam_api_keys SET name = ?2, description = ?3, locked = ?4,"
-			" version = ?5, modified_at = ?6 WHERE id = ?1",
-			&st, err);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, k->id);
-	bind_text(st, 2, k->name);
-	bind_text(st, 3, k->description);
-	sqlite3_bind_int(st, 4, k->locked ? 1 : 0);
-	sqlite3_bind_int64(st, 5, k->version);
-	sqlite3_bind_int64(st, 6, k->modified_ms);
-	r = step_done(conn, st, "update iam_api_keys", err);
-	if (r == 0)
-		return sealvm_err_set(err, -ENOENT, "APIKEY_NOT_FOUND",
-				      "the API key was not found");
-	return r < 0 ? r : 0;
+	return entity_update(conn, "iam_api_keys", k->id, k->name, k->description, k->locked,
+			     k->version, k->modified_ms, "APIKEY_NOT_FOUND", "API key", err);
 }
 
 int iam_store_apikey_delete(sqlite3 *conn, const char *id, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(conn, "DELETE FROM iam_api_keys WHERE id = ?1", &st, err);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, id);
-	return step_done(conn, st, "delete from iam_api_keys", err);
+	return entity_delete(conn, "iam_api_keys", id, err);
 }
 
 int iam_store_apikey_delete_by_owner(sqlite3 *conn, const char *owner_iam_id,
