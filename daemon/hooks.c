@@ -107,13 +107,25 @@ static void event_from(struct http_request *req, int status, const struct sealvm
 struct audit_job {
 	struct sealvmd *d;
 	struct audit_event ev;
+	struct audit_record *rec; /* built before queueing: the writer only chains and stores */
 };
 
 static int audit_job_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 {
 	struct audit_job *j = userdata;
 	int64_t seq;
-	return audit_append(conn, &j->ev, j->d->chain_key->data, &seq, err);
+	return audit_record_append(conn, j->rec, j->d->chain_key->data, &seq, err);
+}
+
+/* Records @j->ev in its own write job. */
+static int audit_write(struct audit_job *j, struct sealvm_err *err)
+{
+	int r = audit_record_new(&j->ev, &j->rec, err);
+	if (r >= 0)
+		r = db_write(j->d->db, audit_job_run, j, err);
+	audit_record_free(j->rec);
+	j->rec = NULL;
+	return r;
 }
 
 /*
@@ -208,7 +220,7 @@ static int hook_audit(struct http_request *req, int status, const struct sealvm_
 			a.ev.host_address = src;
 			a.ev.correlation_id = http_request_id(req);
 			a.ev.request_data = data;
-			r = db_write(j.d->db, audit_job_run, &a, err);
+			r = audit_write(&a, err);
 			json_decref(data);
 			if (r < 0)
 				return r;
@@ -216,7 +228,7 @@ static int hook_audit(struct http_request *req, int status, const struct sealvm_
 		if (!admit)
 			return 0;
 	}
-	r = db_write(j.d->db, audit_job_run, &j, err);
+	r = audit_write(&j, err);
 	if (r < 0)
 		log_error("audit: cannot record %s (request %s): %s", j.ev.action,
 			  http_request_id(req), err && err->message[0] ? err->message : "error");

@@ -104,6 +104,21 @@ json_t *audit_event_json(const struct audit_event *ev);
 int audit_append(sqlite3 *conn, const struct audit_event *ev, const unsigned char *chain_key,
 		 int64_t *ret_seq, struct sealvm_err *err);
 
+/*
+ * audit_append in two halves, so that the costly half runs outside the
+ * database's single writer: audit_record_new builds and serializes @ev on any
+ * thread (nothing of @ev is borrowed afterwards; the errors of building as
+ * audit_append), and audit_record_append chains and stores the record inside
+ * a write job (the errors of storing as audit_append). A record is appended
+ * at most once; free it with audit_record_free (NULL is fine).
+ */
+struct audit_record;
+int audit_record_new(const struct audit_event *ev, struct audit_record **ret,
+		     struct sealvm_err *err);
+int audit_record_append(sqlite3 *conn, const struct audit_record *rec,
+			const unsigned char *chain_key, int64_t *ret_seq, struct sealvm_err *err);
+void audit_record_free(struct audit_record *rec);
+
 struct audit_query {
 	const char *account_id;	   /* required: the caller's account */
 	int64_t from_ms, to_ms;	   /* 0 = open */

@@ -116,10 +116,25 @@ void db_stats(struct sealvm_db *db, uint64_t *ret_commits, uint64_t *ret_jobs);
  */
 int db_error(sqlite3 *conn, int rc, const char *what, struct sealvm_err *err);
 
-static inline void sqlite3_finalizep(sqlite3_stmt **s)
+/*
+ * A prepared statement for @sql on @conn (a connection of this module: the
+ * writer's inside a job, or a borrowed reader), from the connection's cache
+ * of prepared statements, keyed by the SQL text: parsing and planning happen
+ * once per connection, not once per call. Give it back with db_stmt_release
+ * (the _cleanup_stmt_ attribute does), which resets it and clears its
+ * bindings; never finalize it. A statement of the same text still held
+ * further up the stack, or a full cache, gets a private statement, which
+ * release finalizes. Errors as db_error for the SQLite result.
+ */
+int db_prepare(sqlite3 *conn, const char *sql, sqlite3_stmt **ret, struct sealvm_err *err);
+
+/* Returns a statement of db_prepare to its cache (or finalizes any other). NULL is fine. */
+void db_stmt_release(sqlite3_stmt *st);
+
+static inline void db_stmt_releasep(sqlite3_stmt **s)
 {
-	sqlite3_finalize(*s); /* NULL is a no-op */
+	db_stmt_release(*s);
 }
-#define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
+#define _cleanup_stmt_ _cleanup_(db_stmt_releasep)
 
 #endif

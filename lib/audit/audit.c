@@ -159,56 +159,6 @@ static bool utf8_valid(const char *s, size_t len)
 	return true;
 }
 
-/* Sets @key to the string @v (@len bytes) unless it is empty. */
-static int set_strn(json_t *o, const char *key, const char *v, size_t len, const char *field,
-		    struct sealvm_err *err)
-{
-	if (!v || len == 0)
-		return 0;
-	if (memchr(v, 0, len) || !utf8_valid(v, len))
-		return sealvm_err_set(err, -EINVAL, "AUDIT_EVENT_INVALID",
-				      "audit event field %s is not valid UTF-8 text", field);
-	if (json_object_set_new(o, key, json_stringn(v, len)) < 0)
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory building an audit event");
-	return 0;
-}
-
-static int set_str(json_t *o, const char *key, const char *v, const char *field,
-		   struct sealvm_err *err)
-{
-	return set_strn(o, key, v, v ? strlen(v) : 0, field, err);
-}
-
-/* A principal's fixed-size field: not trusted to be NUL-terminated. */
-#define set_field(o, key, arr, field, err)                                                         \
-	set_strn(o, key, arr, strnlen(arr, sizeof(arr)), field, err)
-
-static int set_new(json_t *o, const char *key, json_t *v, struct sealvm_err *err)
-{
-	if (json_object_set_new(o, key, v) < 0)
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory building an audit event");
-	return 0;
-}
-
-/* Sets @key to a new empty object; *ret borrows it. */
-static int set_object(json_t *o, const char *key, json_t **ret, struct sealvm_err *err)
-{
-	json_t *c = json_object();
-	int r = set_new(o, key, c, err);
-	if (r < 0)
-		return r;
-	*ret = c;
-	return 0;
-}
-
-/* Drops @key from @o when it ended up empty: nothing given, nothing shown. */
-static void drop_if_empty(json_t *o, const char *key)
-{
-	json_t *c = json_object_get(o, key);
-	if (c && json_object_size(c) == 0)
-		json_object_del(o, key);
-}
-
 /* [A-Za-z0-9_-] components separated by single dots, at least two. */
 static bool action_valid(const char *a)
 {
@@ -246,80 +196,251 @@ static int format_event_time(int64_t ms, char out[32])
 	return n == 27 ? 0 : -EINVAL;
 }
 
-static int build_initiator(json_t *root, const struct audit_event *ev, struct sealvm_err *err)
+/*
+ * The canonical text, written directly: what json_dumps(event,
+ * JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) gives for the CADF
+ * object (the unit tests check it against jansson), without building a tree
+ * of objects first — this runs once per request. Members are written in
+ * sorted order; a member whose input is absent or empty is left out.
+ */
+struct cj {
+	char *buf;
+	size_t len, cap;
+	int error; /* sticky: -ENOMEM, -E2BIG */
+	unsigned depth;
+	bool first[8]; /* per open object: no member written yet */
+};
+
+static void cj_reserve(struct cj *w, size_t more)
 {
-	json_t *ini = NULL;
-	int r = set_object(root, "initiator", &ini, err);
-	if (r < 0)
-		return r;
-	const struct sealvm_principal *p = ev->initiator;
-	const char *type;
-	switch (p ? p->kind : PRINCIPAL_NONE) {
-	case PRINCIPAL_NONE:
-		type = "service/security/unauthenticated";
-		break;
-	case PRINCIPAL_USER:
-		type = "service/security/account/user";
-		break;
-	case PRINCIPAL_SERVICE_ID:
-		type = "service/security/account/serviceid";
-		break;
-	case PRINCIPAL_SERVICE:
-		type = "service/security/clientid";
-		break;
-	default:
-		return sealvm_err_set(err, -EINVAL, "AUDIT_EVENT_INVALID",
-				      "audit event initiator has unknown principal kind %d",
-				      (int)p->kind);
+	if (w->error || w->len + more + 1 <= w->cap)
+		return;
+	size_t cap = w->cap ? w->cap : 1024;
+	while (cap < w->len + more + 1)
+		cap *= 2;
+	if (cap > 4 * (size_t)AUDIT_EVENT_MAX_BYTES) {
+		w->error = -E2BIG;
+		return;
 	}
-	r = set_str(ini, "typeURI", type, "initiator.typeURI", err);
-	if (r < 0)
-		return r;
-	if (p && p->kind != PRINCIPAL_NONE) {
-		r = set_field(ini, "id", p->iam_id, "initiator.id", err);
-		if (r >= 0) {
-			bool named = strnlen(p->name, sizeof(p->name)) > 0;
-			if (named || p->kind != PRINCIPAL_SERVICE)
-				r = set_field(ini, "name", p->name, "initiator.name", err);
-			else
-				r = set_field(ini, "name", p->service_name, "initiator.name", err);
+	char *b = realloc(w->buf, cap);
+	if (!b) {
+		w->error = -ENOMEM;
+		return;
+	}
+	w->buf = b;
+	w->cap = cap;
+}
+
+static void cj_raw(struct cj *w, const char *s, size_t n)
+{
+	cj_reserve(w, n);
+	if (w->error)
+		return;
+	memcpy(w->buf + w->len, s, n);
+	w->len += n;
+}
+
+#define cj_lit(w, s) cj_raw(w, s, sizeof(s) - 1)
+
+/* A JSON string of valid UTF-8 @s, escaped as jansson escapes with JSON_ENSURE_ASCII. */
+static void cj_string(struct cj *w, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	cj_lit(w, "\"");
+	while (p < end && !w->error) {
+		const unsigned char *run = p;
+		while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		cj_raw(w, (const char *)run, (size_t)(p - run));
+		if (p == end)
+			break;
+		unsigned c = *p++;
+		switch (c) {
+		case '"':
+			cj_lit(w, "\\\"");
+			continue;
+		case '\\':
+			cj_lit(w, "\\\\");
+			continue;
+		case '\b':
+			cj_lit(w, "\\b");
+			continue;
+		case '\f':
+			cj_lit(w, "\\f");
+			continue;
+		case '\n':
+			cj_lit(w, "\\n");
+			continue;
+		case '\r':
+			cj_lit(w, "\\r");
+			continue;
+		case '\t':
+			cj_lit(w, "\\t");
+			continue;
 		}
-		if (r < 0)
-			return r;
-		json_t *cred = NULL;
-		r = set_object(ini, "credential", &cred, err);
-		if (r < 0)
-			return r;
-		r = set_field(cred, "type", p->credential_type, "initiator.credential.type", err);
-		if (r < 0)
-			return r;
-		drop_if_empty(ini, "credential");
+		if (c >= 0x80) { /* validated before: a well-formed sequence */
+			unsigned extra = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
+			c &= extra == 3 ? 0x07 : extra == 2 ? 0x0f : 0x1f;
+			for (unsigned i = 0; i < extra; i++)
+				c = (c << 6) | (*p++ & 0x3f);
+		}
+		unsigned units[2], nu = 0;
+		if (c >= 0x10000) {
+			c -= 0x10000;
+			units[nu++] = 0xd800 | (c >> 10);
+			units[nu++] = 0xdc00 | (c & 0x3ff);
+		} else {
+			units[nu++] = c;
+		}
+		for (unsigned i = 0; i < nu; i++) {
+			char e[6] = {'\\', 'u', hex[units[i] >> 12], hex[(units[i] >> 8) & 15],
+				     hex[(units[i] >> 4) & 15], hex[units[i] & 15]};
+			cj_raw(w, e, sizeof(e));
+		}
 	}
-	json_t *host = NULL;
-	r = set_object(ini, "host", &host, err);
-	if (r < 0)
-		return r;
-	r = set_str(host, "address", ev->host_address, "initiator.host.address", err);
-	if (r >= 0)
-		r = set_str(host, "agent", ev->user_agent, "initiator.host.agent", err);
-	if (r < 0)
-		return r;
-	drop_if_empty(ini, "host");
+	cj_lit(w, "\"");
+}
+
+static void cj_key(struct cj *w, const char *key)
+{
+	if (!w->first[w->depth])
+		cj_lit(w, ",");
+	w->first[w->depth] = false;
+	cj_string(w, key, strlen(key));
+	cj_lit(w, ":");
+}
+
+static void cj_open(struct cj *w, const char *key)
+{
+	if (key)
+		cj_key(w, key);
+	cj_lit(w, "{");
+	w->first[++w->depth] = true;
+}
+
+static void cj_close(struct cj *w)
+{
+	cj_lit(w, "}");
+	w->depth--;
+}
+
+/* "key":"value" unless @v is NULL or empty; -EINVAL (naming @field) if it is not UTF-8 text. */
+static int cj_strn(struct cj *w, const char *key, const char *v, size_t n, const char *field,
+		   struct sealvm_err *err)
+{
+	if (!v || n == 0)
+		return 0;
+	if (memchr(v, 0, n) || !utf8_valid(v, n))
+		return sealvm_err_set(err, -EINVAL, "AUDIT_EVENT_INVALID",
+				      "audit event field %s is not valid UTF-8 text", field);
+	cj_key(w, key);
+	cj_string(w, v, n);
 	return 0;
 }
 
-static int set_copy(json_t *root, const char *key, json_t *v, struct sealvm_err *err)
+static int cj_str(struct cj *w, const char *key, const char *v, const char *field,
+		  struct sealvm_err *err)
+{
+	return cj_strn(w, key, v, v ? strlen(v) : 0, field, err);
+}
+
+/* A principal's fixed-size field: not trusted to be NUL-terminated. */
+#define cj_field(w, key, arr, field, err) cj_strn(w, key, arr, strnlen(arr, sizeof(arr)), field, err)
+
+static bool nonempty_field(const char *arr, size_t size)
+{
+	return strnlen(arr, size) > 0;
+}
+
+/* "key":<canonical JSON of @v> (a caller's requestData/responseData) unless @v is NULL. */
+static int cj_json(struct cj *w, const char *key, json_t *v, struct sealvm_err *err)
 {
 	if (!v)
 		return 0;
-	json_t *c = json_deep_copy(v);
-	if (!c)
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory copying audit %s", key);
-	return set_new(root, key, c, err);
+	cj_key(w, key);
+	const size_t flags = CANONICAL_FLAGS | JSON_ENCODE_ANY;
+	for (int attempt = 0; attempt < 2 && !w->error; attempt++) {
+		size_t room = w->cap > w->len ? w->cap - w->len - 1 : 0;
+		size_t n = room ? json_dumpb(v, w->buf + w->len, room, flags) : 0;
+		if (room && n == 0)
+			break;
+		if (n && n <= room) {
+			w->len += n;
+			return 0;
+		}
+		if (!n) /* no room at all yet: ask how much */
+			n = json_dumpb(v, NULL, 0, flags);
+		if (!n)
+			break;
+		cj_reserve(w, n);
+	}
+	if (w->error == -E2BIG)
+		return 0; /* reported with the event's size */
+	return sealvm_err_set(err, -ENOMEM, NULL, "out of memory serializing audit %s", key);
 }
 
-/* Validates @ev and builds its CADF object; *ret_time_ms is the stored (truncated) time. */
-static int event_build(const struct audit_event *ev, json_t **ret, int64_t *ret_time_ms,
+static const char *initiator_type(const struct sealvm_principal *p)
+{
+	switch (p ? p->kind : PRINCIPAL_NONE) {
+	case PRINCIPAL_NONE:
+		return "service/security/unauthenticated";
+	case PRINCIPAL_USER:
+		return "service/security/account/user";
+	case PRINCIPAL_SERVICE_ID:
+		return "service/security/account/serviceid";
+	case PRINCIPAL_SERVICE:
+		return "service/security/clientid";
+	}
+	return NULL;
+}
+
+static int write_initiator(struct cj *w, const struct audit_event *ev, struct sealvm_err *err)
+{
+	const struct sealvm_principal *p = ev->initiator;
+	const char *type = initiator_type(p);
+	int r = 0;
+	if (!type)
+		return sealvm_err_set(err, -EINVAL, "AUDIT_EVENT_INVALID",
+				      "audit event initiator has unknown principal kind %d",
+				      (int)p->kind);
+	bool known = p && p->kind != PRINCIPAL_NONE;
+	cj_open(w, "initiator");
+	if (known && nonempty_field(p->credential_type, sizeof(p->credential_type))) {
+		cj_open(w, "credential");
+		r = cj_field(w, "type", p->credential_type, "initiator.credential.type", err);
+		cj_close(w);
+	}
+	bool has_host = (ev->host_address && ev->host_address[0]) ||
+			(ev->user_agent && ev->user_agent[0]);
+	if (r >= 0 && has_host) {
+		cj_open(w, "host");
+		r = cj_str(w, "address", ev->host_address, "initiator.host.address", err);
+		if (r >= 0)
+			r = cj_str(w, "agent", ev->user_agent, "initiator.host.agent", err);
+		cj_close(w);
+	}
+	if (r >= 0 && known) {
+		r = cj_field(w, "id", p->iam_id, "initiator.id", err);
+		if (r >= 0) {
+			bool named = nonempty_field(p->name, sizeof(p->name));
+			if (named || p->kind != PRINCIPAL_SERVICE)
+				r = cj_field(w, "name", p->name, "initiator.name", err);
+			else
+				r = cj_field(w, "name", p->service_name, "initiator.name", err);
+		}
+	}
+	if (r >= 0)
+		r = cj_str(w, "typeURI", type, "initiator.typeURI", err);
+	cj_close(w);
+	return r;
+}
+
+/*
+ * Validates @ev and writes its canonical CADF text into @w; *ret_time_ms is
+ * the stored (truncated) time.
+ */
+static int event_write(const struct audit_event *ev, struct cj *w, int64_t *ret_time_ms,
 		       struct sealvm_err *err)
 {
 	if (!ev)
@@ -356,80 +477,79 @@ static int event_build(const struct audit_event *ev, json_t **ret, int64_t *ret_
 				      "audit event %s: time %" PRId64 " ms cannot be formatted",
 				      ev->action, ms);
 
-	_cleanup_json_ json_t *root = json_object();
-	if (!root)
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory building an audit event");
-	int r = set_str(root, "eventTime", when, "eventTime", err);
-	if (r >= 0)
-		r = set_str(root, "action", ev->action, "action", err);
-	if (r >= 0)
-		r = set_str(root, "outcome", outcome, "outcome", err);
-	if (r >= 0)
-		r = set_str(root, "severity", severity, "severity", err);
-	if (r >= 0)
-		r = set_str(root, "accountId", ev->account_id, "account_id", err);
-	if (r >= 0)
-		r = set_str(root, "correlationId", ev->correlation_id, "correlation_id", err);
-	if (r >= 0)
-		r = set_new(root, "dataEvent", json_boolean(ev->data_event), err);
-	if (r < 0)
-		return r;
-
-	json_t *reason = NULL;
-	r = set_object(root, "reason", &reason, err);
-	if (r < 0)
-		return r;
-	r = set_new(reason, "reasonCode", json_integer(ev->status), err);
-	if (r >= 0)
-		r = set_str(reason, "reasonType", ev->reason_type, "reason_type", err);
-	if (r >= 0 && ev->outcome == AUDIT_FAILURE)
-		r = set_str(reason, "reasonForFailure", ev->failure, "failure", err);
-	if (r < 0)
-		return r;
-
-	r = build_initiator(root, ev, err);
-	if (r < 0)
-		return r;
-
-	json_t *target = NULL;
-	r = set_object(root, "target", &target, err);
-	if (r < 0)
-		return r;
-	r = set_str(target, "id", ev->target_id, "target_id", err);
-	if (r >= 0)
-		r = set_str(target, "name", ev->target_name, "target_name", err);
-	if (r >= 0)
-		r = set_str(target, "typeURI", ev->target_type, "target_type", err);
-	if (r < 0)
-		return r;
-	drop_if_empty(root, "target");
-
-	json_t *observer = NULL;
-	r = set_object(root, "observer", &observer, err);
-	if (r < 0)
-		return r;
-	r = set_str(observer, "name", "ActivityTracker", "observer.name", err);
-	if (r >= 0)
-		r = set_copy(root, "requestData", ev->request_data, err);
-	if (r >= 0)
-		r = set_copy(root, "responseData", ev->response_data, err);
-	if (r < 0)
-		return r;
-
 	/* "<service>: <verb> [<target name>] <outcome>" */
 	const char *dot = strchr(ev->action, '.');
 	const char *verb = strrchr(ev->action, '.') + 1;
 	bool named = ev->target_name && ev->target_name[0];
-	char *msg = NULL;
-	if (asprintf(&msg, "%.*s: %s%s%s %s", (int)(dot - ev->action), ev->action, verb,
-		     named ? " " : "", named ? ev->target_name : "", outcome) < 0)
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory building an audit event");
-	r = set_str(root, "message", msg, "message", err);
-	free(msg);
-	if (r < 0)
-		return r;
+	char msg[512];
+	int mn = snprintf(msg, sizeof(msg), "%.*s: %s%s%s %s", (int)(dot - ev->action), ev->action,
+			  verb, named ? " " : "", named ? ev->target_name : "", outcome);
+	_cleanup_free_ char *long_msg = NULL;
+	const char *message = msg;
+	if (mn < 0)
+		return sealvm_err_set(err, -EINVAL, "AUDIT_EVENT_INVALID",
+				      "audit event %s: message cannot be formatted", ev->action);
+	if ((size_t)mn >= sizeof(msg)) {
+		if (asprintf(&long_msg, "%.*s: %s%s%s %s", (int)(dot - ev->action), ev->action,
+			     verb, named ? " " : "", named ? ev->target_name : "", outcome) < 0)
+			return sealvm_err_set(err, -ENOMEM, NULL,
+					      "out of memory building an audit event");
+		message = long_msg;
+	}
 
-	*ret = TAKE_PTR(root);
+	char code[16];
+	snprintf(code, sizeof(code), "%d", ev->status);
+	int r;
+	cj_open(w, NULL);
+	if ((r = cj_str(w, "accountId", ev->account_id, "account_id", err)) < 0 ||
+	    (r = cj_str(w, "action", ev->action, "action", err)) < 0 ||
+	    (r = cj_str(w, "correlationId", ev->correlation_id, "correlation_id", err)) < 0)
+		return r;
+	cj_key(w, "dataEvent");
+	if (ev->data_event)
+		cj_lit(w, "true");
+	else
+		cj_lit(w, "false");
+	if ((r = cj_str(w, "eventTime", when, "eventTime", err)) < 0 ||
+	    (r = write_initiator(w, ev, err)) < 0 ||
+	    (r = cj_str(w, "message", message, "message", err)) < 0)
+		return r;
+	cj_open(w, "observer");
+	cj_key(w, "name");
+	cj_lit(w, "\"ActivityTracker\"");
+	cj_close(w);
+	if ((r = cj_str(w, "outcome", outcome, "outcome", err)) < 0)
+		return r;
+	cj_open(w, "reason");
+	cj_key(w, "reasonCode");
+	cj_raw(w, code, strlen(code));
+	if (ev->outcome == AUDIT_FAILURE)
+		r = cj_str(w, "reasonForFailure", ev->failure, "failure", err);
+	if (r >= 0)
+		r = cj_str(w, "reasonType", ev->reason_type, "reason_type", err);
+	cj_close(w);
+	if (r < 0 || (r = cj_json(w, "requestData", ev->request_data, err)) < 0 ||
+	    (r = cj_json(w, "responseData", ev->response_data, err)) < 0 ||
+	    (r = cj_str(w, "severity", severity, "severity", err)) < 0)
+		return r;
+	if ((ev->target_id && ev->target_id[0]) || named ||
+	    (ev->target_type && ev->target_type[0])) {
+		cj_open(w, "target");
+		if ((r = cj_str(w, "id", ev->target_id, "target_id", err)) < 0 ||
+		    (r = cj_str(w, "name", ev->target_name, "target_name", err)) < 0 ||
+		    (r = cj_str(w, "typeURI", ev->target_type, "target_type", err)) < 0)
+			return r;
+		cj_close(w);
+	}
+	cj_close(w);
+	if (w->error == -ENOMEM)
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory serializing an audit event");
+	if (w->error == -E2BIG || w->len > AUDIT_EVENT_MAX_BYTES)
+		return sealvm_err_set(err, -E2BIG, "AUDIT_EVENT_TOO_LARGE",
+				      "audit event %s is %zu bytes, over the %d-byte limit; "
+				      "send less requestData/responseData",
+				      ev->action, w->len, AUDIT_EVENT_MAX_BYTES);
+	w->buf[w->len] = 0;
 	if (ret_time_ms)
 		*ret_time_ms = ms;
 	return 0;
@@ -437,9 +557,24 @@ static int event_build(const struct audit_event *ev, json_t **ret, int64_t *ret_
 
 json_t *audit_event_json(const struct audit_event *ev)
 {
+	struct cj w = {0};
 	json_t *j = NULL;
-	if (event_build(ev, &j, NULL, NULL) < 0)
-		return NULL;
+	if (event_write(ev, &w, NULL, NULL) >= 0)
+		j = json_loadb(w.buf, w.len, JSON_REJECT_DUPLICATES, NULL);
+	/*
+	 * jansson 2.14 can lose a member when an allocation fails while it loads;
+	 * an object that does not dump back to the very text is not the event.
+	 */
+	if (j) {
+		char *back = malloc(w.len + 1);
+		if (!back || json_dumpb(j, back, w.len + 1, CANONICAL_FLAGS) != w.len ||
+		    memcmp(back, w.buf, w.len) != 0) {
+			json_decref(j);
+			j = NULL;
+		}
+		free(back);
+	}
+	free(w.buf);
 	return j;
 }
 
@@ -489,6 +624,164 @@ static json_t *parse_event(const struct audit_row *row, bool *ret_oom)
 
 /* ---- append ---- */
 
+struct audit_record {
+	int64_t time_ms;
+	char *account_id, *action, *outcome, *target_id, *initiator_id; /* the row's columns */
+	size_t len;
+	char *text; /* the canonical text, NUL-terminated */
+};
+
+void audit_record_free(struct audit_record *rec)
+{
+	if (!rec)
+		return;
+	free(rec->text);
+	free(rec);
+}
+
+/* Copies @v (or NULL when empty) to *@dst, at @pos in the arena. */
+static char *arena_put(char **pos, const char *v, size_t n)
+{
+	if (!v || n == 0)
+		return NULL;
+	char *d = *pos;
+	memcpy(d, v, n);
+	d[n] = 0;
+	*pos += n + 1;
+	return d;
+}
+
+int audit_record_new(const struct audit_event *ev, struct audit_record **ret,
+		     struct sealvm_err *err)
+{
+	struct cj w = {0};
+	int64_t time_ms = 0;
+	int r = event_write(ev, &w, &time_ms, err);
+	if (r < 0) {
+		free(w.buf);
+		return r;
+	}
+	const struct sealvm_principal *p = ev->initiator;
+	const char *ini = p && p->kind != PRINCIPAL_NONE ? p->iam_id : NULL;
+	size_t n_ini = ini ? strnlen(ini, sizeof(p->iam_id)) : 0;
+	const char *outcome = outcome_name(ev->outcome);
+	size_t n_acc = ev->account_id ? strlen(ev->account_id) : 0;
+	size_t n_act = strlen(ev->action), n_out = strlen(outcome);
+	size_t n_tgt = ev->target_id ? strlen(ev->target_id) : 0;
+	struct audit_record *rec =
+		malloc(sizeof(*rec) + n_acc + n_act + n_out + n_tgt + n_ini + 5);
+	if (!rec) {
+		free(w.buf);
+		return sealvm_err_set(err, -ENOMEM, NULL,
+				      "out of memory serializing an audit event");
+	}
+	char *pos = (char *)(rec + 1);
+	rec->account_id = arena_put(&pos, ev->account_id, n_acc);
+	rec->action = arena_put(&pos, ev->action, n_act);
+	rec->outcome = arena_put(&pos, outcome, n_out);
+	rec->target_id = arena_put(&pos, ev->target_id, n_tgt);
+	rec->initiator_id = arena_put(&pos, ini, n_ini);
+	rec->text = w.buf;
+	rec->len = w.len;
+	rec->time_ms = time_ms;
+	*ret = rec;
+	return 0;
+}
+
+/*
+ * The chain MAC's context, made once per thread (in practice: the database
+ * writer's) and keyed anew for each link; OpenSSL then does not look the
+ * digest up by name on every event.
+ */
+static pthread_key_t mac_key;
+static pthread_once_t mac_key_once = PTHREAD_ONCE_INIT;
+static bool mac_key_ok;
+
+static void mac_destroy(void *c)
+{
+	EVP_MAC_CTX_free(c);
+}
+
+static void mac_key_init(void)
+{
+	mac_key_ok = pthread_key_create(&mac_key, mac_destroy) == 0;
+}
+
+/* The calling thread's context (new or kept), or NULL with @err set. */
+static EVP_MAC_CTX *thread_mac(struct sealvm_err *err)
+{
+	pthread_once(&mac_key_once, mac_key_init);
+	EVP_MAC_CTX *c = mac_key_ok ? pthread_getspecific(mac_key) : NULL;
+	if (c)
+		return c;
+	if (chain_ctx_new(&c, err) < 0)
+		return NULL;
+	if (mac_key_ok && pthread_setspecific(mac_key, c) != 0) {
+		EVP_MAC_CTX_free(c);
+		sealvm_err_set(err, -ENOMEM, NULL, "out of memory for the audit chain MAC");
+		return NULL;
+	}
+	return c; /* without a key (never in practice) it leaks: one context */
+}
+
+static void thread_mac_drop(void)
+{
+	if (!mac_key_ok)
+		return;
+	EVP_MAC_CTX_free(pthread_getspecific(mac_key));
+	pthread_setspecific(mac_key, NULL);
+}
+
+int audit_record_append(sqlite3 *conn, const struct audit_record *rec,
+			const unsigned char *chain_key, int64_t *ret_seq, struct sealvm_err *err)
+{
+	if (!conn || !chain_key || !rec)
+		return sealvm_err_set(err, -EINVAL, "AUDIT_EVENT_INVALID",
+				      "audit append needs a connection, a record and the chain key");
+	if (sqlite3_get_autocommit(conn))
+		return sealvm_err_set(err, -EINVAL, "AUDIT_NO_TRANSACTION",
+				      "audit events are written only inside the transaction of "
+				      "the change they record");
+
+	int64_t last = 0;
+	unsigned char prev[AUDIT_CHAIN_SIZE], chain[AUDIT_CHAIN_SIZE];
+	int r = audit_store_last(conn, &last, prev, err);
+	if (r < 0)
+		return r;
+	if (last == INT64_MAX)
+		return sealvm_err_set(err, -E2BIG, "AUDIT_SEQ_EXHAUSTED", "audit seq exhausted");
+	int64_t seq = last + 1;
+
+	EVP_MAC_CTX *mac = thread_mac(err);
+	if (!mac)
+		return err && err->code ? err->code : -ENOMEM;
+	r = chain_link(mac, chain_key, prev, seq, rec->text, rec->len, chain, err);
+	if (r < 0) {
+		thread_mac_drop(); /* a context in an unknown state is not reused */
+		return r;
+	}
+
+	struct audit_row row = {
+		.seq = seq,
+		.time_ms = rec->time_ms,
+		.account_id = rec->account_id,
+		.action = rec->action,
+		.outcome = rec->outcome,
+		.target_id = rec->target_id,
+		.initiator_id = rec->initiator_id,
+		.event = rec->text,
+		.event_len = rec->len,
+		.chain = chain,
+		.chain_len = sizeof(chain),
+	};
+	r = audit_store_insert(conn, &row, err);
+	if (r < 0)
+		return r;
+	if (ret_seq)
+		*ret_seq = seq;
+	return 0;
+}
+
 int audit_append(sqlite3 *conn, const struct audit_event *ev, const unsigned char *chain_key,
 		 int64_t *ret_seq, struct sealvm_err *err)
 {
@@ -499,71 +792,12 @@ int audit_append(sqlite3 *conn, const struct audit_event *ev, const unsigned cha
 		return sealvm_err_set(err, -EINVAL, "AUDIT_NO_TRANSACTION",
 				      "audit events are written only inside the transaction of "
 				      "the change they record");
-
-	_cleanup_json_ json_t *event = NULL;
-	int64_t time_ms = 0;
-	int r = event_build(ev, &event, &time_ms, err);
-	if (r < 0)
-		return r;
-	/*
-	 * json_dumpb into a fixed buffer, not json_dumps: jansson 2.14 ignores a
-	 * failed append while writing an object key, so json_dumps can return a
-	 * key-less, unparsable text when an allocation fails midway — and that text
-	 * would be chained. Writing to a buffer cannot fail that way.
-	 */
-	_cleanup_free_ char *text = malloc(AUDIT_EVENT_MAX_BYTES + 1);
-	if (!text)
-		return sealvm_err_set(err, -ENOMEM, NULL,
-				      "out of memory serializing an audit event");
-	size_t len = json_dumpb(event, text, AUDIT_EVENT_MAX_BYTES + 1, CANONICAL_FLAGS);
-	if (len == 0)
-		return sealvm_err_set(err, -ENOMEM, NULL,
-				      "out of memory serializing an audit event");
-	if (len > AUDIT_EVENT_MAX_BYTES)
-		return sealvm_err_set(err, -E2BIG, "AUDIT_EVENT_TOO_LARGE",
-				      "audit event %s is %zu bytes, over the %d-byte limit; "
-				      "send less requestData/responseData",
-				      ev->action, len, AUDIT_EVENT_MAX_BYTES);
-	text[len] = 0;
-
-	int64_t last = 0;
-	unsigned char prev[AUDIT_CHAIN_SIZE], chain[AUDIT_CHAIN_SIZE];
-	r = audit_store_last(conn, &last, prev, err);
-	if (r < 0)
-		return r;
-	if (last == INT64_MAX)
-		return sealvm_err_set(err, -E2BIG, "AUDIT_SEQ_EXHAUSTED", "audit seq exhausted");
-	int64_t seq = last + 1;
-
-	_cleanup_mac_ctx_ EVP_MAC_CTX *mac = NULL;
-	r = chain_ctx_new(&mac, err);
-	if (r < 0)
-		return r;
-	r = chain_link(mac, chain_key, prev, seq, text, len, chain, err);
-	if (r < 0)
-		return r;
-
-	struct event_columns c;
-	event_columns(event, &c);
-	struct audit_row row = {
-		.seq = seq,
-		.time_ms = time_ms,
-		.account_id = c.account_id,
-		.action = c.action,
-		.outcome = c.outcome,
-		.target_id = c.target_id,
-		.initiator_id = c.initiator_id,
-		.event = text,
-		.event_len = len,
-		.chain = chain,
-		.chain_len = sizeof(chain),
-	};
-	r = audit_store_insert(conn, &row, err);
-	if (r < 0)
-		return r;
-	if (ret_seq)
-		*ret_seq = seq;
-	return 0;
+	struct audit_record *rec = NULL;
+	int r = audit_record_new(ev, &rec, err);
+	if (r >= 0)
+		r = audit_record_append(conn, rec, chain_key, ret_seq, err);
+	audit_record_free(rec);
+	return r;
 }
 
 /* ---- query ---- */

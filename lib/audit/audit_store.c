@@ -73,10 +73,7 @@ static int store_error(sqlite3 *conn, int rc, const char *what, struct sealvm_er
 
 static int prepare(sqlite3 *conn, const char *sql, sqlite3_stmt **ret, struct sealvm_err *err)
 {
-	int rc = sqlite3_prepare_v3(conn, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL);
-	if (rc != SQLITE_OK)
-		return store_error(conn, rc, "prepare", err);
-	return 0;
+	return db_prepare(conn, sql, ret, err); /* cached per connection */
 }
 
 /* Binds @s as text, or NULL. SQLITE_STATIC: the caller keeps @s alive until the step. */

@@ -196,6 +196,184 @@ static int conn_harden(sqlite3 *conn, unsigned busy_timeout_ms)
 	return rc;
 }
 
+/* --- the statement cache ------------------------------------------------------ */
+
+/*
+ * Preparing a statement (parsing and planning its SQL) costs far more than
+ * running a cheap one; every connection this file opens keeps its prepared
+ * statements, keyed by their SQL text. A connection is used by one thread at
+ * a time (the writer's, or a borrowed reader's), so its cache needs no lock;
+ * the registry that finds a connection's cache is written only when a
+ * connection opens or closes, and read without a lock.
+ */
+#define STMT_CACHE_SLOTS 128u
+#define STMT_REGISTRY_SLOTS 4096u
+#define STMT_REGISTRY_TOMB ((sqlite3 *)(uintptr_t)1)
+
+struct stmt_slot {
+	uint64_t hash;
+	char *sql;
+	sqlite3_stmt *st;
+	bool busy; /* handed out and not yet released */
+};
+
+struct stmt_cache {
+	unsigned n;
+	struct stmt_slot slots[STMT_CACHE_SLOTS];
+};
+
+static struct {
+	sqlite3 *conn; /* NULL: never used; STMT_REGISTRY_TOMB: freed */
+	struct stmt_cache *cache;
+} stmt_registry[STMT_REGISTRY_SLOTS];
+static pthread_mutex_t stmt_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
+}
+
+static unsigned registry_home(const sqlite3 *conn)
+{
+	uintptr_t v = (uintptr_t)conn;
+	return (unsigned)(hash_bytes(&v, sizeof(v)) % STMT_REGISTRY_SLOTS);
+}
+
+static struct stmt_cache *stmt_cache_of(const sqlite3 *conn)
+{
+	unsigned h = registry_home(conn);
+	for (unsigned i = 0; i < STMT_REGISTRY_SLOTS; i++) {
+		unsigned k = (h + i) % STMT_REGISTRY_SLOTS;
+		sqlite3 *c = __atomic_load_n(&stmt_registry[k].conn, __ATOMIC_ACQUIRE);
+		if (!c)
+			return NULL;
+		if (c == conn)
+			return stmt_registry[k].cache;
+	}
+	return NULL;
+}
+
+/* Gives @conn a cache; without one (no memory, registry full) it prepares every time. */
+static void stmt_cache_attach(sqlite3 *conn)
+{
+	struct stmt_cache *cache = calloc(1, sizeof(*cache));
+	if (!cache)
+		return;
+	unsigned h = registry_home(conn);
+	pthread_mutex_lock(&stmt_registry_lock);
+	for (unsigned i = 0; i < STMT_REGISTRY_SLOTS; i++) {
+		unsigned k = (h + i) % STMT_REGISTRY_SLOTS;
+		sqlite3 *c = stmt_registry[k].conn;
+		if (!c || c == STMT_REGISTRY_TOMB) {
+			stmt_registry[k].cache = cache;
+			__atomic_store_n(&stmt_registry[k].conn, conn, __ATOMIC_RELEASE);
+			cache = NULL;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&stmt_registry_lock);
+	free(cache);
+}
+
+/* Finalizes @conn's cached statements and forgets its cache; before closing it. */
+static void stmt_cache_detach(sqlite3 *conn)
+{
+	struct stmt_cache *cache = NULL;
+	unsigned h = registry_home(conn);
+	pthread_mutex_lock(&stmt_registry_lock);
+	for (unsigned i = 0; i < STMT_REGISTRY_SLOTS; i++) {
+		unsigned k = (h + i) % STMT_REGISTRY_SLOTS;
+		sqlite3 *c = stmt_registry[k].conn;
+		if (!c)
+			break;
+		if (c == conn) {
+			cache = stmt_registry[k].cache;
+			stmt_registry[k].cache = NULL;
+			__atomic_store_n(&stmt_registry[k].conn, STMT_REGISTRY_TOMB,
+					 __ATOMIC_RELEASE);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&stmt_registry_lock);
+	if (!cache)
+		return;
+	for (unsigned i = 0; i < cache->n; i++) {
+		sqlite3_finalize(cache->slots[i].st);
+		free(cache->slots[i].sql);
+	}
+	free(cache);
+}
+
+static void conn_close(sqlite3 *conn)
+{
+	if (!conn)
+		return;
+	stmt_cache_detach(conn);
+	sqlite3_close_v2(conn);
+}
+
+int db_prepare(sqlite3 *conn, const char *sql, sqlite3_stmt **ret, struct sealvm_err *err)
+{
+	struct stmt_cache *cache = conn ? stmt_cache_of(conn) : NULL;
+	size_t len = sql ? strlen(sql) : 0;
+	uint64_t h = hash_bytes(sql ? sql : "", len);
+	struct stmt_slot *free_slot = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (!conn || !sql || !ret)
+		return sealvm_err_set(err, -EINVAL, "INVALID_ARGUMENT", "db_prepare without SQL");
+	if (cache) {
+		for (unsigned i = 0; i < cache->n; i++) {
+			struct stmt_slot *s = &cache->slots[i];
+			if (s->hash != h || strcmp(s->sql, sql) != 0)
+				continue;
+			if (s->busy)
+				break; /* in use further up this thread's stack: a private one */
+			s->busy = true;
+			*ret = s->st;
+			return 0;
+		}
+		if (cache->n < STMT_CACHE_SLOTS)
+			free_slot = &cache->slots[cache->n];
+	}
+	rc = sqlite3_prepare_v3(conn, sql, -1, free_slot ? SQLITE_PREPARE_PERSISTENT : 0, &st,
+				NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return db_error(conn, rc, "prepare", err);
+	}
+	if (free_slot) {
+		char *copy = strdup(sql);
+		if (copy) {
+			*free_slot = (struct stmt_slot){.hash = h, .sql = copy, .st = st, .busy = true};
+			cache->n++;
+		}
+	}
+	*ret = st;
+	return 0;
+}
+
+void db_stmt_release(sqlite3_stmt *st)
+{
+	if (!st)
+		return;
+	struct stmt_cache *cache = stmt_cache_of(sqlite3_db_handle(st));
+	if (cache)
+		for (unsigned i = 0; i < cache->n; i++)
+			if (cache->slots[i].st == st) {
+				sqlite3_reset(st);
+				sqlite3_clear_bindings(st);
+				cache->slots[i].busy = false;
+				return;
+			}
+	sqlite3_finalize(st);
+}
+
 static int conn_open(const char *path, int flags, unsigned busy_timeout_ms, sqlite3 **ret,
 		     struct sealvm_err *err)
 {
@@ -209,6 +387,7 @@ static int conn_open(const char *path, int flags, unsigned busy_timeout_ms, sqli
 		sqlite3_close_v2(conn);
 		return r;
 	}
+	stmt_cache_attach(conn);
 	*ret = conn;
 	return 0;
 }
@@ -768,9 +947,21 @@ static int readers_open(struct sealvm_db *db, unsigned n, unsigned busy_timeout_
 	return 0;
 }
 
+/*
+ * SQLite counts every allocation under one process-wide mutex unless told not
+ * to; with many threads each running cheap statements that mutex is the
+ * hottest lock of the process. We read no memory statistics. Only possible
+ * before the library initializes (the first connection); later it is a no-op.
+ */
+static void sqlite_configure(void)
+{
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int db_open(const char *path, const struct db_migration *migrations, size_t n_migrations,
 	    const struct db_options *opts, struct sealvm_db **ret, struct sealvm_err *err)
 {
+	static pthread_once_t configured = PTHREAD_ONCE_INIT;
 	const struct db_options none = {0};
 	struct sealvm_db *db = NULL;
 	unsigned readers, busy_timeout_ms;
@@ -796,6 +987,7 @@ int db_open(const char *path, const struct db_migration *migrations, size_t n_mi
 		return sealvm_err_set(err, -ENOTSUP, "NOT_SUPPORTED",
 				      "the SQLite library was built without thread support");
 
+	pthread_once(&configured, sqlite_configure);
 	db = calloc(1, sizeof(*db));
 	if (!db)
 		return sealvm_err_set(err, -ENOMEM, "NO_MEMORY", "cannot open %s", path);
@@ -882,7 +1074,7 @@ void db_close(struct sealvm_db *db)
 	/* Every reader must be back; closing one that is lent would pull it from under a caller. */
 	assert(db->n_idle == db->n_readers);
 	for (unsigned i = 0; i < db->n_readers; i++)
-		sqlite3_close_v2(db->readers[i]);
+		conn_close(db->readers[i]);
 	sqlite3_finalize(db->st_begin);
 	sqlite3_finalize(db->st_commit);
 	sqlite3_finalize(db->st_rollback);
@@ -890,7 +1082,7 @@ void db_close(struct sealvm_db *db)
 	sqlite3_finalize(db->st_release);
 	sqlite3_finalize(db->st_rollback_to);
 	/* Last, so that this connection checkpoints the WAL and removes it. */
-	sqlite3_close_v2(db->wconn);
+	conn_close(db->wconn);
 
 	pthread_cond_destroy(&db->rfree);
 	pthread_mutex_destroy(&db->rlock);

@@ -32,20 +32,9 @@
 
 #include "iam_internal.h"
 
-/* db.h allows at most 256 read connections; one cached statement each. */
-#define DECIDE_SLOTS 256
-
-struct decide_slot {
-	sqlite3 *conn;
-	sqlite3_stmt *st;
-};
-
 struct iam_access_state {
 	struct iam *iam;
 	struct sealvm_db *db;
-	pthread_mutex_t lock; /* slots */
-	struct decide_slot slots[DECIDE_SLOTS];
-	unsigned n_slots;
 	struct http_service http;
 };
 
@@ -56,7 +45,6 @@ static struct iam_access_state *state_new(struct iam *iam)
 		return NULL;
 	s->iam = iam;
 	s->db = iam->db;
-	pthread_mutex_init(&s->lock, NULL);
 	return s;
 }
 
@@ -64,9 +52,6 @@ static void state_free(struct iam_access_state *s)
 {
 	if (!s)
 		return;
-	for (unsigned i = 0; i < s->n_slots; i++)
-		sqlite3_finalize(s->slots[i].st);
-	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
 
@@ -802,34 +787,10 @@ static int decide_row(const struct iam_rule_row *row, void *userdata)
 	return 1;
 }
 
-/* One cached decision statement per read connection (each is lent to one thread at a time). */
-static sqlite3_stmt *decide_stmt(struct iam_access_state *s, sqlite3 *conn, bool *ret_temporary,
-				 struct sealvm_err *err)
-{
-	sqlite3_stmt *st = NULL;
-
-	*ret_temporary = false;
-	pthread_mutex_lock(&s->lock);
-	for (unsigned i = 0; i < s->n_slots; i++)
-		if (s->slots[i].conn == conn) {
-			st = s->slots[i].st;
-			break;
-		}
-	if (!st && iam_access_store_decide_prepare(conn, &st, err) == 0) {
-		if (s->n_slots < DECIDE_SLOTS)
-			s->slots[s->n_slots++] = (struct decide_slot){conn, st};
-		else
-			*ret_temporary = true;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return st;
-}
-
 static int policies_allow(struct iam *iam, const struct iam_decide_query *q, struct decide *d,
 			  struct sealvm_err *err)
 {
 	struct iam_access_state *s = state_of(iam);
-	bool temporary;
 
 	if (!s)
 		return sealvm_err_set(err, -EIO, "INTERNAL",
@@ -837,10 +798,12 @@ static int policies_allow(struct iam *iam, const struct iam_decide_query *q, str
 	sqlite3 *conn = db_read_begin(s->db);
 	if (!conn)
 		return sealvm_err_set(err, -EIO, "DB_ERROR", "no database connection");
-	sqlite3_stmt *st = decide_stmt(s, conn, &temporary, err);
-	int r = st ? iam_access_store_decide(conn, st, q, decide_row, d, err) : -EIO;
-	if (temporary)
-		sqlite3_finalize(st);
+	/* The statement is prepared once per read connection (db_prepare's cache). */
+	sqlite3_stmt *st = NULL;
+	int r = iam_access_store_decide_prepare(conn, &st, err);
+	if (r >= 0)
+		r = iam_access_store_decide(conn, st, q, decide_row, d, err);
+	db_stmt_release(st);
 	db_read_end(s->db, conn);
 	return r;
 }

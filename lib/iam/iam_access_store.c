@@ -71,10 +71,7 @@ const size_t iam_access_n_migrations = ELEMENTSOF(iam_access_migrations);
 
 static int prepare(sqlite3 *conn, const char *sql, sqlite3_stmt **ret, struct sealvm_err *err)
 {
-	int rc = sqlite3_prepare_v3(conn, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(conn, rc, "policy store: prepare", err);
-	return 0;
+	return db_prepare(conn, sql, ret, err); /* cached per connection */
 }
 
 /* SQLITE_STATIC: the caller keeps @s alive until the statement is reset. NULL binds "". */

@@ -84,10 +84,7 @@ const size_t iam_identity_n_migrations = ELEMENTSOF(iam_identity_migrations);
 
 static int prepare(sqlite3 *conn, const char *sql, sqlite3_stmt **ret, struct sealvm_err *err)
 {
-	int rc = sqlite3_prepare_v3(conn, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(conn, rc, "iam-identity store: prepare", err);
-	return 0;
+	return db_prepare(conn, sql, ret, err); /* cached per connection */
 }
 
 static int bind_text(sqlite3_stmt *st, int i, const char *s)

@@ -46,11 +46,10 @@ void rc_row(sqlite3_stmt *st, struct rc_instance *i)
 int rc_store_insert(sqlite3 *conn, const struct rc_instance *i, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(conn,
-				    "INSERT INTO rc_instances (" COLS ") VALUES (?,?,?,?,?,?,?,?)",
-				    -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(conn, rc, "rc insert", err);
+	int rc, r = db_prepare(conn,
+				    "INSERT INTO rc_instances (" COLS ") VALUES (?,?,?,?,?,?,?,?)", &st, err);
+	if (r < 0)
+		return r;
 	const char *v[] = {i->guid,	   i->crn,    i->account_id, i->name,
 			   i->resource_id, i->region, i->state,	     i->created_at};
 	for (int k = 0; k < 8; k++)
@@ -63,11 +62,9 @@ int rc_store_get(sqlite3 *conn, const char *account_id, const char *guid, struct
 		 struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(
-		conn, "SELECT " COLS " FROM rc_instances WHERE guid = ? AND account_id = ?", -1,
-		&st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(conn, rc, "rc get", err);
+	int rc, r = db_prepare(conn, "SELECT " COLS " FROM rc_instances WHERE guid = ? AND account_id = ?", &st, err);
+	if (r < 0)
+		return r;
 	sqlite3_bind_text(st, 1, guid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, account_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
@@ -85,20 +82,18 @@ int rc_store_list(sqlite3 *conn, const char *account_id, const char *resource_id
 		  struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(
-		conn,
+	int rc, r = db_prepare(conn,
 		"SELECT " COLS " FROM rc_instances WHERE account_id = ?"
-		" AND (?2 IS NULL OR resource_id = ?2) ORDER BY created_at, guid",
-		-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(conn, rc, "rc list", err);
+		" AND (?2 IS NULL OR resource_id = ?2) ORDER BY created_at, guid", &st, err);
+	if (r < 0)
+		return r;
 	sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
 	if (resource_id)
 		sqlite3_bind_text(st, 2, resource_id, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct rc_instance i;
 		rc_row(st, &i);
-		int r = fn(&i, arg);
+		r = fn(&i, arg);
 		if (r < 0)
 			return r;
 	}
@@ -108,10 +103,9 @@ int rc_store_list(sqlite3 *conn, const char *account_id, const char *resource_id
 int rc_store_delete(sqlite3 *conn, const char *account_id, const char *guid, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(
-		conn, "DELETE FROM rc_instances WHERE guid = ? AND account_id = ?", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(conn, rc, "rc delete", err);
+	int rc, r = db_prepare(conn, "DELETE FROM rc_instances WHERE guid = ? AND account_id = ?", &st, err);
+	if (r < 0)
+		return r;
 	sqlite3_bind_text(st, 1, guid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, account_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);

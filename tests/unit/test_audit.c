@@ -1097,6 +1097,70 @@ static void test_query_corrupt_event(void **state)
 	assert_string_equal(err.reason, "AUDIT_EVENT_CORRUPT");
 }
 
+
+/*
+ * The stored text is written directly, not by jansson: it must be exactly
+ * what jansson's canonical dump (compact, sorted keys, ASCII) of the same
+ * object gives, for every kind of character an input may hold.
+ */
+static void test_append_text_is_canonical(void **state)
+{
+	struct fixture *f = *state;
+	struct sealvm_principal p = user("acct1");
+	static const char *const names[] = {
+		"plain",
+		"quote \" backslash \\ slash / tab \t newline \n cr \r bs \b ff \f",
+		"ctl \x01\x1f del \x7f",
+		"latin \xc3\xa9 euro \xe2\x82\xac astral \xf0\x9f\x98\x80 last \xf4\x8f\xbf\xbf",
+		"",
+	};
+	json_t *data = json_pack("{s:s, s:[s,i,b,n], s:{s:f}}", "z\xc3\xa9", "\xf0\x9f\x98\x80\"",
+				 "list", "a\nb", 7, 1, "nested", "x", 1.5);
+	assert_non_null(data);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct audit_event ev = base_event();
+		ev.initiator = &p;
+		ev.target_name = names[i];
+		ev.user_agent = names[i];
+		ev.outcome = i % 2 ? AUDIT_FAILURE : AUDIT_SUCCESS;
+		ev.status = i % 2 ? 409 : 200;
+		ev.failure = names[i];
+		ev.request_data = data;
+		ev.response_data = i % 2 ? NULL : data;
+		ev.data_event = i % 2;
+		exec_ok(f->db, "BEGIN");
+		int64_t seq = 0;
+		assert_int_equal(audit_append(f->db, &ev, KEY, &seq, NULL), 0);
+		exec_ok(f->db, "COMMIT");
+		sqlite3_stmt *st;
+		assert_int_equal(sqlite3_prepare_v2(f->db,
+						    "SELECT event FROM audit_events WHERE seq = ?",
+						    -1, &st, NULL),
+				 SQLITE_OK);
+		sqlite3_bind_int64(st, 1, seq);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		const char *text = (const char *)sqlite3_column_text(st, 0);
+		json_error_t jerr;
+		json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+		assert_non_null(j);
+		char *again = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+		assert_string_equal(text, again);
+		/* and it says what the event said */
+		if (names[i][0])
+			assert_string_equal(json_string_value(path(j, "target", "name")), names[i]);
+		assert_true(json_equal(json_object_get(j, "requestData"), data));
+		json_t *built = audit_event_json(&ev);
+		assert_non_null(built);
+		/* eventTime aside (the same here: time_ms is fixed), the same object */
+		assert_true(json_equal(built, j));
+		json_decref(built);
+		free(again);
+		json_decref(j);
+		sqlite3_finalize(st);
+	}
+	json_decref(data);
+}
+
 /* ---- allocation failures: every one is an error, none corrupts the chain ---- */
 
 static void rollback_if_open(sqlite3 *db)
@@ -1300,6 +1364,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_query_paging_and_limits, setup_db,
 						teardown_db),
 		cmocka_unit_test_setup_teardown(test_query_corrupt_event, setup_db, teardown_db),
+		cmocka_unit_test_setup_teardown(test_append_text_is_canonical, setup_db,
+						teardown_db),
 		cmocka_unit_test_setup_teardown(test_append_allocation_failures, setup_db,
 						teardown_db),
 		cmocka_unit_test_setup_teardown(test_query_verify_allocation_failures, setup_db,
