@@ -230,6 +230,8 @@ static int verify_offline(const struct events_args *a)
 	if (a->json) {
 		json_t *j = json_pack("{s:b, s:I, s:I}", "ok", res.ok, "events",
 				      (json_int_t)res.events, "head_seq", (json_int_t)res.head_seq);
+		if (j && res.pruned_through)
+			json_object_set_new(j, "pruned_through", json_integer(res.pruned_through));
 		if (j && !res.ok) {
 			json_object_set_new(j, "first_bad_seq", json_integer(res.first_bad_seq));
 			json_object_set_new(j, "why", json_string(res.why));
@@ -240,6 +242,10 @@ static int verify_offline(const struct events_args *a)
 	} else if (res.ok) {
 		printf("ok: %lld events, head seq %lld (verified offline from %s)\n",
 		       (long long)res.events, (long long)res.head_seq, a->data_dir);
+		if (res.pruned_through)
+			printf("events 1..%lld were removed by retention; a recorded prune event "
+			       "vouches for it\n",
+			       (long long)res.pruned_through);
 	}
 	if (!res.ok) {
 		cli_error(
@@ -288,6 +294,10 @@ int cmd_events_verify(int argc, char **argv)
 		       json_integer_value(json_object_get(j, "head_seq")),
 		       json_string_value(json_object_get(j, "head")) ?: "-",
 		       a.checkpoint ? "; the chain passes through the checkpoint" : "");
+	if (ok && !a.json && json_integer_value(json_object_get(j, "pruned_through")) > 0)
+		printf("events 1..%" JSON_INTEGER_FORMAT " were removed by retention; a recorded "
+		       "prune event vouches for it\n",
+		       json_integer_value(json_object_get(j, "pruned_through")));
 	if (!ok)
 		cli_error(
 			"the audit chain does not verify%s: first bad record seq %" JSON_INTEGER_FORMAT

@@ -150,6 +150,7 @@ struct audit_verify_result {
 	unsigned char
 		head[AUDIT_CHAIN_SIZE]; /* chain value of the last (good) event; zeros: none */
 	int64_t head_seq;		/* its seq; 0 when there is none */
+	int64_t pruned_through;		/* events 1..this were removed by retention; 0: none */
 };
 
 /*
@@ -167,6 +168,51 @@ struct audit_verify_result {
 _warn_unused_result_ int audit_verify(sqlite3 *conn, const unsigned char *chain_key,
 				      int64_t checkpoint_seq, const unsigned char *checkpoint_head,
 				      struct audit_verify_result *ret, struct sealvm_err *err);
+
+/*
+ * Retention. audit_prune removes the events with seq <= @through_seq inside
+ * the caller's write job, keeping the chain verifiable: it first appends an
+ * operator-trail event `audit.events.prune` whose requestData names
+ * {"throughSeq", "throughChain" (hex), "events"}, then deletes the rows and
+ * moves the pruning anchor to (@through_seq, its chain value). Verification
+ * then starts from the anchor, and accepts it only if a retained, chained
+ * prune event names exactly it — so removing the oldest events by editing
+ * the file is still detected. Returns the number of events removed (0 when
+ * none is at or below @through_seq). @correlation_id may be NULL.
+ */
+int audit_prune(sqlite3 *conn, const unsigned char *chain_key, int64_t through_seq,
+		const char *correlation_id, struct sealvm_err *err);
+
+/*
+ * The newest seq that retention may remove for @cutoff_ms: the last of the
+ * oldest events (at most @max of them, in seq order) whose time is before
+ * @cutoff_ms, stopping at the first that is not. *ret_seq = 0: none.
+ */
+int audit_prune_point(sqlite3 *conn, int64_t cutoff_ms, unsigned max, int64_t *ret_seq,
+		      struct sealvm_err *err);
+
+/*
+ * The retention runner: a thread that every @interval_s removes the events
+ * older than @retention_s (with audit_prune, in batches of at most 5000 per
+ * write transaction), after writing them to @export_dir (NULL: no export) as
+ * audit-<first seq>-<last seq>.jsonl, one {"seq", "chain" (hex), "event"}
+ * per line, created 0600 and fsynced before the events are removed.
+ */
+struct audit_retention_config {
+	unsigned retention_s;
+	unsigned interval_s;
+	const char *export_dir; /* borrowed */
+};
+struct audit_retention;
+int audit_retention_new(struct sealvm_db *db, const unsigned char *chain_key,
+			const struct audit_retention_config *cfg, struct audit_retention **ret,
+			struct sealvm_err *err);
+int audit_retention_start(struct audit_retention *r, struct sealvm_err *err);
+/* One pass now, as the thread does it (tests; `sealvmd prune-audit`). */
+int audit_retention_run_once(struct audit_retention *r, int64_t now_ms, uint64_t *ret_pruned,
+			     struct sealvm_err *err);
+/* Stops the thread (finishing the batch in hand) and frees. NULL is fine. */
+void audit_retention_free(struct audit_retention *r);
 
 /* ---- the events API (GET /v1/events, GET /v1/events/verify) ---------------------------- */
 

@@ -182,6 +182,12 @@ int http_request_audit_in_job(struct http_request *req, struct sqlite3 *conn, in
 			      struct sealvm_err *err);
 /* Lets a handler name the target it created (CRN, name) for the audit event. */
 void http_request_set_target(struct http_request *req, const struct http_target *target);
+/*
+ * Lets the handler of a public route that establishes who the caller is (the
+ * API key exchange) name that principal as the audit event's initiator. Only
+ * on a request that authenticated nobody; ignored otherwise.
+ */
+void http_request_set_initiator(struct http_request *req, const struct sealvm_principal *p);
 
 struct http_limits {
 	unsigned max_connections;      /* 0 = 1024 */

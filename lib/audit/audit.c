@@ -33,6 +33,7 @@
 
 #define CANONICAL_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
 #define ACTION_MAX 128
+#define PRUNE_ACTION "audit.events.prune"
 /* 9999-12-31T23:59:59.999Z: eventTime has four year digits. */
 #define TIME_MS_MAX INT64_C(253402300799999)
 
@@ -800,6 +801,121 @@ int audit_append(sqlite3 *conn, const struct audit_event *ev, const unsigned cha
 	return r;
 }
 
+/* ---- retention ---- */
+
+static void hex_of(const unsigned char *b, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+
+struct prune_point {
+	int64_t cutoff_ms, seq;
+};
+
+static int prune_point_row(const struct audit_row *row, void *userdata)
+{
+	struct prune_point *p = userdata;
+	if (row->time_ms >= p->cutoff_ms)
+		return 1; /* stop: this one and all after it are kept */
+	p->seq = row->seq;
+	return 0;
+}
+
+int audit_prune_point(sqlite3 *conn, int64_t cutoff_ms, unsigned max, int64_t *ret_seq,
+		      struct sealvm_err *err)
+{
+	struct prune_point p = {.cutoff_ms = cutoff_ms};
+	int r = audit_store_scan_oldest(conn, max, prune_point_row, &p, err);
+	if (r < 0)
+		return r;
+	*ret_seq = p.seq;
+	return 0;
+}
+
+struct chain_at {
+	int64_t seq;
+	bool found;
+	unsigned char chain[AUDIT_CHAIN_SIZE];
+};
+
+static int chain_at_row(const struct audit_row *row, void *userdata)
+{
+	struct chain_at *c = userdata;
+	if (row->seq > c->seq)
+		return 1;
+	if (row->seq == c->seq && row->chain && row->chain_len == AUDIT_CHAIN_SIZE) {
+		memcpy(c->chain, row->chain, AUDIT_CHAIN_SIZE);
+		c->found = true;
+	}
+	return 0;
+}
+
+int audit_prune(sqlite3 *conn, const unsigned char *chain_key, int64_t through_seq,
+		const char *correlation_id, struct sealvm_err *err)
+{
+	if (!conn || !chain_key || through_seq <= 0)
+		return sealvm_err_set(err, -EINVAL, "AUDIT_PRUNE_INVALID",
+				      "audit prune needs a connection, the chain key and a seq");
+	if (sqlite3_get_autocommit(conn))
+		return sealvm_err_set(err, -EINVAL, "AUDIT_NO_TRANSACTION",
+				      "audit pruning runs only inside a write transaction");
+	int64_t anchor = 0, last = 0;
+	unsigned char anchor_chain[AUDIT_CHAIN_SIZE], head[AUDIT_CHAIN_SIZE];
+	int r = audit_store_anchor(conn, &anchor, anchor_chain, err);
+	if (r >= 0)
+		r = audit_store_last(conn, &last, head, err);
+	if (r < 0)
+		return r;
+	if (through_seq <= anchor)
+		return 0; /* already gone */
+	if (through_seq > last)
+		return sealvm_err_set(err, -EINVAL, "AUDIT_PRUNE_INVALID",
+				      "cannot prune through event %" PRId64
+				      ": the chain ends at %" PRId64,
+				      through_seq, last);
+	/* The chain value to keep: the stored one, which the chain itself vouches for. */
+	struct chain_at at = {.seq = through_seq};
+	r = audit_store_scan_oldest(conn, (unsigned)MIN(through_seq - anchor, (int64_t)UINT32_MAX),
+				    chain_at_row, &at, err);
+	if (r < 0)
+		return r;
+	if (!at.found)
+		return sealvm_err_set(err, -EBADMSG, "AUDIT_CHAIN_CORRUPT",
+				      "event %" PRId64 " is missing: verify the audit chain",
+				      through_seq);
+
+	char hex[2 * AUDIT_CHAIN_SIZE + 1];
+	hex_of(at.chain, AUDIT_CHAIN_SIZE, hex);
+	_cleanup_json_ json_t *data =
+		json_pack("{s:I, s:s, s:I}", "throughSeq", (json_int_t)through_seq, "throughChain",
+			  hex, "events", (json_int_t)(through_seq - anchor));
+	if (!data)
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory pruning audit events");
+	struct audit_event ev = {
+		.action = PRUNE_ACTION,
+		.outcome = AUDIT_SUCCESS,
+		.status = 200,
+		.reason_type = "OK",
+		.correlation_id = correlation_id,
+		.request_data = data,
+	};
+	r = audit_append(conn, &ev, chain_key, NULL, err);
+	if (r < 0)
+		return r;
+	r = audit_store_delete_through(conn, through_seq, err);
+	if (r < 0)
+		return r;
+	int removed = r;
+	r = audit_store_set_anchor(conn, through_seq, at.chain, err);
+	return r < 0 ? r : removed;
+}
+
 /* ---- query ---- */
 
 struct query_state {
@@ -892,6 +1008,9 @@ int audit_query(sqlite3 *conn, const struct audit_query *q, json_t **ret, struct
 struct verify_state {
 	EVP_MAC_CTX *mac;
 	const unsigned char *key;
+	int64_t anchor_seq;
+	unsigned char anchor[AUDIT_CHAIN_SIZE];
+	bool anchor_justified; /* a retained prune event names the anchor */
 	int64_t checkpoint_seq;
 	const unsigned char *checkpoint_head;
 	struct audit_verify_result *res;
@@ -911,6 +1030,18 @@ static _printf_(3, 4) int verify_bad(struct verify_state *s, int64_t seq, const 
 static bool same_text(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Whether the prune event @ev names exactly (@seq, @chain) as what it removed. */
+static bool prune_names(json_t *ev, int64_t seq, const unsigned char chain[AUDIT_CHAIN_SIZE])
+{
+	json_t *rd = json_object_get(ev, "requestData");
+	json_t *through = json_object_get(rd, "throughSeq");
+	const char *c = json_string_value(json_object_get(rd, "throughChain"));
+	char want[2 * AUDIT_CHAIN_SIZE + 1];
+	hex_of(chain, AUDIT_CHAIN_SIZE, want);
+	return json_is_integer(through) && json_integer_value(through) == seq && c &&
+	       strcmp(c, want) == 0;
 }
 
 static int verify_row(const struct audit_row *row, void *userdata)
@@ -975,6 +1106,10 @@ static int verify_row(const struct audit_row *row, void *userdata)
 				  "event %" PRId64 ": column %s does not match the chained event",
 				  row->seq, bad);
 
+	if (s->anchor_seq > 0 && same_text(c.action, PRUNE_ACTION) &&
+	    prune_names(ev, s->anchor_seq, s->anchor))
+		s->anchor_justified = true;
+
 	if (row->seq == s->checkpoint_seq &&
 	    CRYPTO_memcmp(link, s->checkpoint_head, AUDIT_CHAIN_SIZE) != 0)
 		return verify_bad(s, row->seq,
@@ -1013,16 +1148,61 @@ int audit_verify(sqlite3 *conn, const unsigned char *chain_key, int64_t checkpoi
 		.res = ret,
 		.err = err,
 	};
-	r = audit_store_scan_all(conn, verify_row, &s, err);
+	/* The anchor and the rows from one snapshot. */
+	bool own_txn = sqlite3_get_autocommit(conn);
+	if (own_txn && sqlite3_exec(conn, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return sealvm_err_set(err, -EIO, "AUDIT_DB_ERROR",
+				      "audit verification cannot start a read transaction: %s",
+				      sqlite3_errmsg(conn));
+	r = audit_store_anchor(conn, &s.anchor_seq, s.anchor, err);
+	if (r == -EBADMSG) {
+		ret->first_bad_seq = 1;
+		snprintf(ret->why, sizeof(ret->why), "the pruning anchor is corrupt");
+	}
+	if (r >= 0) {
+		ret->head_seq = s.anchor_seq;
+		ret->pruned_through = s.anchor_seq;
+		memcpy(ret->head, s.anchor, AUDIT_CHAIN_SIZE);
+		if (checkpoint_seq > 0 && checkpoint_seq < s.anchor_seq)
+			r = sealvm_err_set(
+				err, -ESTALE, "AUDIT_CHECKPOINT_PRUNED",
+				"the checkpoint names event %" PRId64
+				", which retention has removed (events 1..%" PRId64
+				" are pruned): check it against the exported events",
+				checkpoint_seq, s.anchor_seq);
+		else if (checkpoint_seq > 0 && checkpoint_seq == s.anchor_seq &&
+			 CRYPTO_memcmp(s.anchor, checkpoint_head, AUDIT_CHAIN_SIZE) != 0)
+			r = verify_bad(&s, checkpoint_seq,
+				       "the pruning anchor (event %" PRId64
+				       ") differs from the checkpoint: events up to %" PRId64
+				       " were rewritten",
+				       checkpoint_seq, checkpoint_seq);
+	}
+	if (r >= 0)
+		r = audit_store_scan_all(conn, verify_row, &s, err);
+	if (own_txn)
+		sqlite3_exec(conn, "COMMIT", NULL, NULL, NULL);
+	if (r == 0 && s.anchor_seq > 0 && !s.anchor_justified)
+		r = verify_bad(&s, s.anchor_seq + 1,
+			       "events 1..%" PRId64 " were removed, and no retained "
+			       "audit.events.prune event records that removal",
+			       s.anchor_seq);
+	if (r == 0 && ret->head_seq == s.anchor_seq && s.anchor_seq > 0)
+		r = verify_bad(&s, s.anchor_seq + 1,
+			       "events 1..%" PRId64 " were pruned but no event follows them: "
+			       "the prune event itself was removed",
+			       s.anchor_seq);
 	if (r == 0 && checkpoint_seq > ret->head_seq)
 		r = verify_bad(&s, ret->head_seq + 1,
 			       "the checkpoint names event %" PRId64
 			       " but the chain ends at %" PRId64 ": events %" PRId64 "..%" PRId64
 			       " were removed",
 			       checkpoint_seq, ret->head_seq, ret->head_seq + 1, checkpoint_seq);
-	if (r == -EBADMSG && ret->first_bad_seq > 0)
+	if (r == -EBADMSG && ret->first_bad_seq > 0) {
+		sealvm_err_clear(err);
 		return sealvm_err_set(err, -EBADMSG, "AUDIT_CHAIN_BROKEN", "audit chain broken: %s",
 				      ret->why);
+	}
 	if (r < 0) {
 		if (!ret->why[0])
 			snprintf(ret->why, sizeof(ret->why), "verification could not run: %.200s",

@@ -182,6 +182,8 @@ static int events_verify(struct http_request *req, struct http_response *resp, v
 			  "head_seq", (json_int_t)res.head_seq, "head", head);
 	if (resp->body && cp_seq)
 		json_object_set_new(resp->body, "checkpoint_seq", json_integer(cp_seq));
+	if (resp->body && res.pruned_through)
+		json_object_set_new(resp->body, "pruned_through", json_integer(res.pruned_through));
 	if (resp->body && !res.ok) {
 		json_object_set_new(resp->body, "first_bad_seq", json_integer(res.first_bad_seq));
 		json_object_set_new(resp->body, "why", json_string(res.why));

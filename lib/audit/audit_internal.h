@@ -50,6 +50,23 @@ typedef int (*audit_row_fn)(const struct audit_row *row, void *userdata);
 int audit_store_last(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AUDIT_CHAIN_SIZE],
 		     struct sealvm_err *err);
 
+/*
+ * The pruning anchor: the seq and chain value of the last event retention
+ * removed (*ret_seq = 0 and zeros when nothing was ever pruned). When the
+ * table is empty audit_store_last returns it. -EBADMSG when corrupt.
+ */
+int audit_store_anchor(sqlite3 *conn, int64_t *ret_seq,
+		       unsigned char ret_chain[AUDIT_CHAIN_SIZE], struct sealvm_err *err);
+int audit_store_set_anchor(sqlite3 *conn, int64_t seq, const unsigned char chain[AUDIT_CHAIN_SIZE],
+			   struct sealvm_err *err);
+
+/* Removes every event with seq <= @seq; returns how many. */
+int audit_store_delete_through(sqlite3 *conn, int64_t seq, struct sealvm_err *err);
+
+/* The oldest @max_rows events, in seq order. */
+int audit_store_scan_oldest(sqlite3 *conn, unsigned max_rows, audit_row_fn fn, void *userdata,
+			    struct sealvm_err *err);
+
 /* Inserts @row (chain_len must be AUDIT_CHAIN_SIZE). -EEXIST when the seq is taken, -EIO. */
 int audit_store_insert(sqlite3 *conn, const struct audit_row *row, struct sealvm_err *err);
 

@@ -42,8 +42,22 @@ static const char audit_v1_sql[] =
 	"CREATE INDEX audit_events_account_seq ON audit_events (account_id, seq);"
 	"CREATE INDEX audit_events_account_time ON audit_events (account_id, time_ms);";
 
+/*
+ * Version 2: the pruning anchor — the seq and chain value of the last event
+ * removed by retention. The first kept event chains from it; without a row,
+ * from (0, 32 zero bytes). audit_prune moves it in the transaction that
+ * removes the events, after chaining an audit.events.prune event naming it.
+ */
+static const char audit_v2_sql[] =
+	"CREATE TABLE audit_anchor ("
+	" id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" seq INTEGER NOT NULL CHECK (seq > 0),"
+	" chain BLOB NOT NULL CHECK (length(chain) = 32)"
+	");";
+
 const struct db_migration audit_migrations[] = {
 	{.owner = "audit", .version = 1, .sql = audit_v1_sql},
+	{.owner = "audit", .version = 2, .sql = audit_v2_sql},
 };
 const size_t audit_n_migrations = ELEMENTSOF(audit_migrations);
 
@@ -91,11 +105,8 @@ int audit_store_last(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AU
 	if (r < 0)
 		return r;
 	int rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		*ret_seq = 0;
-		memset(ret_chain, 0, AUDIT_CHAIN_SIZE);
-		return 0;
-	}
+	if (rc == SQLITE_DONE)
+		return audit_store_anchor(conn, ret_seq, ret_chain, err);
 	if (rc != SQLITE_ROW)
 		return store_error(conn, rc, "read the chain head", err);
 	int64_t seq = sqlite3_column_int64(st, 0);
@@ -110,6 +121,61 @@ int audit_store_last(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AU
 	*ret_seq = seq;
 	memcpy(ret_chain, chain, AUDIT_CHAIN_SIZE);
 	return 0;
+}
+
+int audit_store_anchor(sqlite3 *conn, int64_t *ret_seq,
+		       unsigned char ret_chain[AUDIT_CHAIN_SIZE], struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(conn, "SELECT seq, chain FROM audit_anchor WHERE id = 1", &st, err);
+	if (r < 0)
+		return r;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		*ret_seq = 0;
+		memset(ret_chain, 0, AUDIT_CHAIN_SIZE);
+		return 0;
+	}
+	if (rc != SQLITE_ROW)
+		return store_error(conn, rc, "read the pruning anchor", err);
+	int64_t seq = sqlite3_column_int64(st, 0);
+	const void *chain = sqlite3_column_blob(st, 1);
+	if (!chain || sqlite3_column_bytes(st, 1) != AUDIT_CHAIN_SIZE || seq <= 0)
+		return sealvm_err_set(err, -EBADMSG, "AUDIT_CHAIN_CORRUPT",
+				      "the audit pruning anchor is corrupt");
+	*ret_seq = seq;
+	memcpy(ret_chain, chain, AUDIT_CHAIN_SIZE);
+	return 0;
+}
+
+int audit_store_set_anchor(sqlite3 *conn, int64_t seq, const unsigned char chain[AUDIT_CHAIN_SIZE],
+			   struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(conn, "INSERT OR REPLACE INTO audit_anchor (id, seq, chain) VALUES (1, ?, ?)",
+			&st, err);
+	if (r < 0)
+		return r;
+	int rc = sqlite3_bind_int64(st, 1, seq);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 2, chain, AUDIT_CHAIN_SIZE, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	return rc == SQLITE_DONE ? 0 : store_error(conn, rc, "move the pruning anchor", err);
+}
+
+int audit_store_delete_through(sqlite3 *conn, int64_t seq, struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(conn, "DELETE FROM audit_events WHERE seq <= ?", &st, err);
+	if (r < 0)
+		return r;
+	int rc = sqlite3_bind_int64(st, 1, seq);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		return store_error(conn, rc, "remove pruned events", err);
+	return sqlite3_changes(conn);
 }
 
 int audit_store_insert(sqlite3 *conn, const struct audit_row *row, struct sealvm_err *err)
@@ -201,6 +267,18 @@ int audit_store_scan_all(sqlite3 *conn, audit_row_fn fn, void *userdata, struct 
 	if (r < 0)
 		return r;
 	return scan(conn, st, UINT32_MAX, fn, userdata, err);
+}
+
+int audit_store_scan_oldest(sqlite3 *conn, unsigned max_rows, audit_row_fn fn, void *userdata,
+			    struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(conn, "SELECT " ROW_COLUMNS " FROM audit_events ORDER BY seq LIMIT ?", &st,
+			err);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, max_rows);
+	return scan(conn, st, max_rows, fn, userdata, err);
 }
 
 int audit_store_scan_query(sqlite3 *conn, const struct audit_query *q, unsigned max_rows,

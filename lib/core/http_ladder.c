@@ -79,6 +79,7 @@ static int http_status_for(int code)
 	case EEXIST:
 	case ENOTEMPTY:
 	case EALREADY:
+	case ESTALE:
 		return 409;
 	case E2BIG:
 	case EFBIG:
@@ -903,6 +904,12 @@ void http_request_set_target(struct http_request *req, const struct http_target 
 {
 	if (target)
 		req->target = *target;
+}
+
+void http_request_set_initiator(struct http_request *req, const struct sealvm_principal *p)
+{
+	if (req && p && req->principal.kind == PRINCIPAL_NONE)
+		req->principal = *p;
 }
 
 void http_request_free(struct http_request *req)

@@ -484,6 +484,16 @@ static int h_token(struct http_request *req, struct http_response *resp, void *c
 	target_base(req, &t, login.key.account_id, "apikey");
 	target_entity(&t, login.key.id, login.key.crn, login.key.name);
 	http_request_set_target(req, &t);
+	/* Who logged in, as IBM records it: the key's owner, with the API key as credential. */
+	struct sealvm_principal who = {
+		.kind = login.owner_kind == IAM_OWNER_SERVICE_ID ? PRINCIPAL_SERVICE_ID
+								 : PRINCIPAL_USER,
+	};
+	snprintf(who.iam_id, sizeof(who.iam_id), "%s", login.key.iam_id);
+	snprintf(who.account_id, sizeof(who.account_id), "%s", login.key.account_id);
+	snprintf(who.name, sizeof(who.name), "%s", login.owner_name);
+	snprintf(who.credential_type, sizeof(who.credential_type), "apikey");
+	http_request_set_initiator(req, &who);
 	http_request_set_audit_data(req, json_pack("{s:s}", "grant_type", "apikey"),
 				    json_pack("{s:s, s:s, s:s}", "apikey_id", login.key.id,
 					      "iam_id", login.key.iam_id, "name",

@@ -108,6 +108,12 @@ api POST /v1/serviceids '{"name": 7}' >/dev/null # a failing create is audited t
 [ "$(jget 'len(j["events"])')" = 6 ] || fail "expected 6 create events (4 ok + 2 failed), got $(jget 'len(j["events"])')"
 [ "$(jget 'sum(e["outcome"]=="failure" for e in j["events"])')" = 2 ] || fail "each failed create is not audited once"
 grep -qF "$(cat owner.key)" data/sealvm.db && fail "API key in the database"
+# a login names who logged in, with the API key as the credential (the owner exchanged one above)
+[ "$(api GET '/v1/events?action=iam-identity.apikey.login')" = 200 ] || fail "login events"
+OWNER_IAM=$(python3 -c 'import json,base64,sys; p=sys.argv[1].split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4)))["iam_id"])' "$OWNER_TOK")
+[ "$(jget 'j["events"][0]["initiator"]["id"]')" = "$OWNER_IAM" ] || fail "login initiator: $(jget 'j["events"][0]["initiator"]')"
+[ "$(jget 'j["events"][0]["initiator"]["credential"]["type"]')" = apikey ] || fail "login credential type"
+[ "$(jget 'j["events"][0]["initiator"]["typeURI"]')" = service/security/account/user ] || fail "login initiator type"
 [ "$(api GET /v1/events/verify)" = 200 ] && [ "$(jget 'j["ok"]')" = True ] || fail "verify: $(cat .body)"
 "$SEALVM" events verify --data-dir data | grep -q "^ok:" || fail "offline verify while the daemon runs"
 pass "one audit event per request (failures too), chain verifies through the API"

@@ -1161,6 +1161,155 @@ static void test_append_text_is_canonical(void **state)
 	json_decref(data);
 }
 
+
+/* ---- retention: pruning keeps the chain verifiable ---- */
+
+static int prune(sqlite3 *db, int64_t through, struct sealvm_err *err)
+{
+	exec_ok(db, "BEGIN");
+	int r = audit_prune(db, KEY, through, "req-prune", err);
+	if (r >= 0)
+		exec_ok(db, "COMMIT");
+	else
+		exec_ok(db, "ROLLBACK");
+	return r;
+}
+
+static void chain_of(sqlite3 *db, int64_t seq, unsigned char out[AUDIT_CHAIN_SIZE])
+{
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT chain FROM audit_events WHERE seq = ?", -1,
+					    &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_int64(st, 1, seq);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	memcpy(out, sqlite3_column_blob(st, 0), AUDIT_CHAIN_SIZE);
+	sqlite3_finalize(st);
+}
+
+static int64_t count_rows(sqlite3 *db, const char *where)
+{
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit_events WHERE %s", where);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void test_prune_keeps_chain_verifiable(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify_result res;
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	unsigned char cp3[AUDIT_CHAIN_SIZE], cp8[AUDIT_CHAIN_SIZE];
+
+	append_n(f->db, 0, 10);
+	chain_of(f->db, 3, cp3);
+	chain_of(f->db, 8, cp8);
+
+	/* the prune point: events older than event 6's time, i.e. 1..5 */
+	int64_t point = -1;
+	assert_int_equal(audit_prune_point(f->db, T0 + 5 * 1000, 100, &point, &err), 0);
+	assert_int_equal(point, 5);
+	assert_int_equal(audit_prune_point(f->db, T0, 100, &point, &err), 0);
+	assert_int_equal(point, 0);
+	assert_int_equal(audit_prune_point(f->db, T0 + 100 * 1000, 3, &point, &err), 0);
+	assert_int_equal(point, 3); /* at most 3 looked at */
+
+	assert_int_equal(prune(f->db, 5, &err), 5);
+	assert_int_equal(count_rows(f->db, "seq <= 5"), 0);
+	assert_int_equal(count_rows(f->db, "action = 'audit.events.prune' AND seq = 11"), 1);
+	assert_int_equal(verify(f->db, 0, NULL, &res), 0);
+	assert_int_equal(res.pruned_through, 5);
+	assert_int_equal(res.head_seq, 11);
+	assert_int_equal(res.events, 6);
+
+	/* pruning again below the anchor removes nothing; past the head is refused */
+	assert_int_equal(prune(f->db, 4, &err), 0);
+	assert_int_equal(prune(f->db, 99, &err), -EINVAL);
+	assert_string_equal(err.reason, "AUDIT_PRUNE_INVALID");
+	sealvm_err_clear(&err);
+
+	/* the chain goes on after a prune */
+	exec_ok(f->db, "BEGIN");
+	struct audit_event ev = base_event();
+	int64_t seq = 0;
+	assert_int_equal(audit_append(f->db, &ev, KEY, &seq, NULL), 0);
+	exec_ok(f->db, "COMMIT");
+	assert_int_equal(seq, 12);
+	assert_int_equal(verify(f->db, 0, NULL, &res), 0);
+
+	/* a checkpoint after the anchor still verifies; one before it cannot be checked here */
+	assert_int_equal(verify(f->db, 8, cp8, &res), 0);
+	assert_int_equal(audit_verify(f->db, KEY, 3, cp3, &res, &err), -ESTALE);
+	assert_string_equal(err.reason, "AUDIT_CHECKPOINT_PRUNED");
+	sealvm_err_clear(&err);
+
+	/* a second prune moves the anchor; the newest prune event justifies it */
+	assert_int_equal(prune(f->db, 8, &err), 3);
+	assert_int_equal(verify(f->db, 0, NULL, &res), 0);
+	assert_int_equal(res.pruned_through, 8);
+	assert_int_equal(verify(f->db, 8, cp8, &res), 0);
+}
+
+static void test_prune_forgery_detected(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify_result res;
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	append_n(f->db, 0, 10);
+	assert_int_equal(prune(f->db, 5, &err), 5);
+
+	/* someone with the file removes two more of the oldest and moves the anchor along */
+	unsigned char c7[AUDIT_CHAIN_SIZE];
+	chain_of(f->db, 7, c7);
+	exec_ok(f->db, "BEGIN");
+	exec_ok(f->db, "DELETE FROM audit_events WHERE seq <= 7");
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(f->db, "UPDATE audit_anchor SET seq = 7, chain = ?",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, c7, AUDIT_CHAIN_SIZE, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	exec_ok(f->db, "COMMIT");
+	assert_int_equal(verify(f->db, 0, NULL, &res), -EBADMSG);
+	assert_int_equal(res.first_bad_seq, 8);
+	assert_non_null(strstr(res.why, "no retained audit.events.prune"));
+}
+
+static void test_prune_event_removed_detected(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify_result res;
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	append_n(f->db, 0, 10);
+	assert_int_equal(prune(f->db, 10, &err), 10);
+	assert_int_equal(verify(f->db, 0, NULL, &res), 0);
+	assert_int_equal(res.head_seq, 11);
+	/* the prune event is the only event left; removing it leaves an unexplained anchor */
+	exec_ok(f->db, "DELETE FROM audit_events WHERE seq = 11");
+	assert_int_equal(verify(f->db, 0, NULL, &res), -EBADMSG);
+	assert_int_equal(res.first_bad_seq, 11);
+}
+
+static void test_prune_anchor_removed_detected(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify_result res;
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	append_n(f->db, 0, 10);
+	assert_int_equal(prune(f->db, 4, &err), 4);
+	/* without its anchor the first kept event follows nothing */
+	exec_ok(f->db, "DELETE FROM audit_anchor");
+	assert_int_equal(verify(f->db, 0, NULL, &res), -EBADMSG);
+	assert_int_equal(res.first_bad_seq, 5);
+	assert_non_null(strstr(res.why, "missing"));
+}
+
 /* ---- allocation failures: every one is an error, none corrupts the chain ---- */
 
 static void rollback_if_open(sqlite3 *db)
@@ -1364,6 +1513,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_query_paging_and_limits, setup_db,
 						teardown_db),
 		cmocka_unit_test_setup_teardown(test_query_corrupt_event, setup_db, teardown_db),
+		cmocka_unit_test_setup_teardown(test_prune_keeps_chain_verifiable, setup_db,
+						teardown_db),
+		cmocka_unit_test_setup_teardown(test_prune_forgery_detected, setup_db, teardown_db),
+		cmocka_unit_test_setup_teardown(test_prune_event_removed_detected, setup_db,
+						teardown_db),
+		cmocka_unit_test_setup_teardown(test_prune_anchor_removed_detected, setup_db,
+						teardown_db),
 		cmocka_unit_test_setup_teardown(test_append_text_is_canonical, setup_db,
 						teardown_db),
 		cmocka_unit_test_setup_teardown(test_append_allocation_failures, setup_db,
