@@ -53,6 +53,7 @@ bench:
 	@$(MAKE) --no-print-directory build
 	@bench/image_encrypt $(BUILD)
 	@bench/api_ceiling $(BUILD)
+	@bench/kms $(BUILD)
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang $(MESON) setup $(FUZZ_BUILD) -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null

@@ -70,4 +70,21 @@ int cmd_image_decrypt(int argc, char **argv);
 int cmd_image_verify(int argc, char **argv);
 int cmd_image_inspect(int argc, char **argv);
 
+/* cmd_kms.c: the key service (Key Protect v2 API). */
+int cmd_kms_key_create(int argc, char **argv);
+int cmd_kms_key_import(int argc, char **argv);
+int cmd_kms_key_list(int argc, char **argv);
+int cmd_kms_key_show(int argc, char **argv);
+int cmd_kms_key_delete(int argc, char **argv);
+int cmd_kms_key_restore(int argc, char **argv);
+int cmd_kms_key_disable(int argc, char **argv);
+int cmd_kms_key_enable(int argc, char **argv);
+int cmd_kms_key_rotate(int argc, char **argv);
+int cmd_kms_key_versions(int argc, char **argv);
+int cmd_kms_wrap(int argc, char **argv);
+int cmd_kms_unwrap(int argc, char **argv);
+int cmd_kms_rewrap(int argc, char **argv);
+int cmd_kms_import_token_create(int argc, char **argv);
+int cmd_kms_import_token_show(int argc, char **argv);
+
 #endif

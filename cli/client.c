@@ -112,8 +112,8 @@ static void slist_wipe_free(struct curl_slist *l)
  * answer arrived (any status) and -EIO when none did, with curl's words in @errbuf.
  */
 static int http_do(const char *method, const char *url, const struct sealvm_secret *token,
-		   const char *content_type, const void *body, size_t body_len,
-		   struct http_result *res, char errbuf[CURL_ERROR_SIZE])
+		   const char *const *extra, const char *content_type, const void *body,
+		   size_t body_len, struct http_result *res, char errbuf[CURL_ERROR_SIZE])
 {
 	struct curl_slist *hdrs = NULL, *h;
 	_cleanup_secret_ struct sealvm_secret *auth = NULL;
@@ -131,6 +131,9 @@ static int http_do(const char *method, const char *url, const struct sealvm_secr
 	h = curl_slist_append(hdrs, "Accept: application/json");
 	if (h)
 		hdrs = h;
+	for (const char *const *x = extra; x && *x; x++)
+		if ((h = curl_slist_append(hdrs, *x)))
+			hdrs = h;
 	if (content_type) {
 		char ct[96];
 		snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
@@ -192,16 +195,26 @@ static void error_fields(const json_t *j, const char **reason, const char **mess
 	const json_t *e = json_object_get(j, "error");
 	const json_t *first = json_array_get(json_object_get(j, "errors"), 0);
 
+	/* Key Protect: {"resources":[{"errorMsg", "reasons":[{"code","message"}]}]} */
+	const json_t *kp = json_array_get(json_object_get(j, "resources"), 0);
+	const json_t *kpr = json_array_get(json_object_get(kp, "reasons"), 0);
+
 	*reason = json_string_value(json_object_get(e, "reason"));
 	if (!*reason)
 		*reason = json_string_value(json_object_get(first, "code"));
 	if (!*reason)
 		*reason = json_string_value(json_object_get(j, "errorCode"));
+	if (!*reason)
+		*reason = json_string_value(json_object_get(kpr, "code"));
 	*message = json_string_value(json_object_get(e, "message"));
 	if (!*message)
 		*message = json_string_value(json_object_get(first, "message"));
 	if (!*message)
 		*message = json_string_value(json_object_get(j, "errorMessage"));
+	if (!*message)
+		*message = json_string_value(json_object_get(kpr, "message"));
+	if (!*message)
+		*message = json_string_value(json_object_get(kp, "errorMsg"));
 }
 
 static const char *what_to_do(long status)
@@ -306,8 +319,8 @@ static int exchange(const char *endpoint, const char *apikey_file, struct sealvm
 			form->data[form->len++] = hex[c & 15];
 		}
 	}
-	if (http_do("POST", url, NULL, "application/x-www-form-urlencoded", form->data, form->len,
-		    &res, errbuf) < 0) {
+	if (http_do("POST", url, NULL, NULL, "application/x-www-form-urlencoded", form->data,
+		    form->len, &res, errbuf) < 0) {
 		cli_error("cannot reach %s: %s; check --endpoint, SEALVM_ENDPOINT or the login "
 			  "state, and that sealvmd runs [CONNECT_FAILED]",
 			  url, errbuf);
@@ -662,10 +675,27 @@ const char *cli_client_account(struct cli_client *c)
 	return c->account[0] ? c->account : NULL;
 }
 
+/* Wipes and frees a request text: a body may carry a DEK (kms wrap) or key material. */
+static void text_wipe_freep(char **p)
+{
+	if (*p) {
+		explicit_bzero(*p, strlen(*p));
+		free(*p);
+	}
+}
+
 int cli_api(struct cli_client *c, const char *method, const char *path, const json_t *body,
 	    json_t **ret_json)
 {
-	_cleanup_free_ char *url = NULL, *text = NULL;
+	return cli_api_ex(c, method, path, NULL, NULL, body, ret_json);
+}
+
+int cli_api_ex(struct cli_client *c, const char *method, const char *path,
+	       const char *const *headers, const char *content_type, const json_t *body,
+	       json_t **ret_json)
+{
+	_cleanup_free_ char *url = NULL;
+	_cleanup_(text_wipe_freep) char *text = NULL;
 	struct http_result res;
 	char errbuf[CURL_ERROR_SIZE];
 	json_error_t jerr;
@@ -681,7 +711,8 @@ int cli_api(struct cli_client *c, const char *method, const char *path, const js
 		return EXIT_FAIL;
 	}
 	log_debug("%s %s", method, url);
-	if (http_do(method, url, c->token, text ? "application/json" : NULL, text,
+	if (http_do(method, url, c->token, headers,
+		    text ? (content_type ? content_type : "application/json") : NULL, text,
 		    text ? strlen(text) : 0, &res, errbuf) < 0) {
 		cli_error("cannot reach %s: %s; check --endpoint, SEALVM_ENDPOINT or the login "
 			  "state, and that sealvmd runs [CONNECT_FAILED]",

@@ -50,6 +50,17 @@ static inline void cli_client_freep(struct cli_client **c)
 int cli_api(struct cli_client *c, const char *method, const char *path, const json_t *body,
 	    json_t **ret_json);
 
+/*
+ * cli_api with @headers, a NULL-terminated list of extra "Name: value" lines
+ * (borrowed; never a secret: they may be logged by proxies), and the body's
+ * @content_type (NULL: application/json). Error bodies in the Key Protect
+ * envelope are reported with their reason code too. The request text is
+ * wiped before it is freed, so a body may carry a DEK.
+ */
+int cli_api_ex(struct cli_client *c, const char *method, const char *path,
+	       const char *const *headers, const char *content_type, const json_t *body,
+	       json_t **ret_json);
+
 /* The account of the caller, read from the token's account.bss claim (not verified). */
 const char *cli_client_account(struct cli_client *c);
 

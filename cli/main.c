@@ -262,6 +262,158 @@ static const struct cli_command resource_commands[] = {
 	{0},
 };
 
+#define KMS_OPTS                                                                                   \
+	"  --instance GUID  the KMS instance (or SEALVM_KMS_INSTANCE)\n"                           \
+	"  --json           print the server's JSON\n"
+#define KMS_KEY_OPTS                                                                                 \
+	"  --standard             a standard key (extractable; cannot wrap) instead of a root key\n" \
+	"  --description TEXT     what it is for\n"                                                  \
+	"  --alias ALIAS          a name to use instead of the ID (up to 5)\n"                       \
+	"  --expiration-date T    RFC 3339 time after which the key is Deactivated\n"
+
+static const struct cli_command kms_key_commands[] = {
+	{"create", cmd_kms_key_create, NULL, "create a root key (or a standard key)",
+	 "kms key create NAME [--standard] [options]\n"
+	 "\n"
+	 "Creates a 256-bit key generated inside the keystore: a root key (wraps and\n"
+	 "unwraps DEKs; its material never leaves the service) unless --standard.\n"
+	 "Prints the key: ID, state, CRN, version.\n"
+	 "\n" KMS_KEY_OPTS KMS_OPTS},
+	{"import", cmd_kms_key_import, NULL,
+	 "import key material (optionally under an import token)",
+	 "kms key import NAME --key-file FILE [--raw] [--secure [--new-token]] [options]\n"
+	 "\n"
+	 "Creates a key from your own material: 16, 24 or 32 bytes for a root key, up to\n"
+	 "7500 for a standard key. FILE holds it as base64 text (one line), or as raw\n"
+	 "bytes with --raw ('sealvm dek generate --out FILE' makes a 32-byte one).\n"
+	 "With --secure the material never travels in clear, even inside TLS: the\n"
+	 "command fetches the instance's import token (GET /import_token, which uses one\n"
+	 "of its retrievals), encrypts the material under the token's RSA public key\n"
+	 "(RSAES-OAEP-SHA-256) and the token's nonce under the material (AES-GCM), and\n"
+	 "sends both; create the token first with 'sealvm kms import-token create', or\n"
+	 "give --new-token.\n"
+	 "\n"
+	 "  --key-file FILE        the key material (never an argument)\n"
+	 "  --raw                  FILE holds raw bytes, not base64\n"
+	 "  --secure               import under the instance's import token (root keys)\n"
+	 "  --new-token            with --secure: create a new import token first (600 s,\n"
+	 "                         one retrieval)\n" KMS_KEY_OPTS KMS_OPTS},
+	{"list", cmd_kms_key_list, NULL, "list the instance's keys",
+	 "kms key list [--state STATES] [--limit N] [--offset N] [options]\n"
+	 "\n"
+	 "Lists the keys (all pages, unless --limit or --offset asks for one page).\n"
+	 "\n"
+	 "  --state STATES   comma-separated: pre-activation, active, suspended,\n"
+	 "                   deactivated, destroyed (or 0, 1, 2, 3, 5); default: all but\n"
+	 "                   destroyed\n"
+	 "  --limit N        one page of N keys (1-5000)\n"
+	 "  --offset N       skip N keys\n" KMS_OPTS},
+	{"show", cmd_kms_key_show, NULL, "show a key's metadata",
+	 "kms key show KEY [--payload-out FILE] [options]\n"
+	 "\n"
+	 "KEY is a key ID or alias. Shows its metadata. With --payload-out, fetches the\n"
+	 "key itself and writes a standard key's payload (base64) to FILE, created 0600,\n"
+	 "never overwritten; it needs the ReaderPlus role. Root keys have no payload.\n"
+	 "\n"
+	 "  --payload-out FILE   write a standard key's payload to FILE ('-': standard\n"
+	 "                       output, alone)\n" KMS_OPTS},
+	{"delete", cmd_kms_key_delete, NULL, "delete a key (restorable for 30 days)",
+	 "kms key delete KEY [--force] [options]\n"
+	 "\n"
+	 "Deletes the key (state 5, Destroyed): nothing wrapped under it unwraps any more.\n"
+	 "It can be restored within the restore window (30 days by default). A key with\n"
+	 "registrations (resources protected by it) needs --force, which is refused when a\n"
+	 "registration prevents deletion.\n"
+	 "\n"
+	 "  --force   delete even though resources are registered to the key\n" KMS_OPTS},
+	{"restore", cmd_kms_key_restore, NULL, "restore a deleted key",
+	 "kms key restore KEY [options]\n\nBrings a deleted key back (state 1, Active).\n\n" KMS_OPTS},
+	{"disable", cmd_kms_key_disable, NULL, "suspend a key (no wrap or unwrap)",
+	 "kms key disable KEY [options]\n\nSuspends the key (state 2): it neither wraps nor unwraps\n"
+	 "until enabled again.\n\n" KMS_OPTS},
+	{"enable", cmd_kms_key_enable, NULL, "enable a suspended key",
+	 "kms key enable KEY [options]\n\nMakes a suspended key Active again (at least 30 s after\n"
+	 "the last action on it, by default).\n\n" KMS_OPTS},
+	{"rotate", cmd_kms_key_rotate, NULL, "give a root key a new version",
+	 "kms key rotate KEY [--key-file FILE [--raw] [--secure [--new-token]]] [options]\n"
+	 "\n"
+	 "Creates a new version of the root key; DEKs wrapped under older versions keep\n"
+	 "unwrapping (and unwrap then offers them rewrapped under the new one). An imported\n"
+	 "key needs its new material from --key-file (as for 'key import'; --secure sends\n"
+	 "it under the instance's import token). Prints the new version.\n"
+	 "\n"
+	 "  --key-file FILE   new key material for an imported key\n"
+	 "  --raw             FILE holds raw bytes, not base64\n"
+	 "  --secure          send it under the import token\n"
+	 "  --new-token       with --secure: create a new import token first\n" KMS_OPTS},
+	{"versions", cmd_kms_key_versions, NULL, "list a key's versions",
+	 "kms key versions KEY [options]\n\n" KMS_OPTS},
+	{0},
+};
+
+static const struct cli_command kms_token_commands[] = {
+	{"create", cmd_kms_import_token_create, NULL, "create the instance's import token",
+	 "kms import-token create [--expiration SECONDS] [--max-retrievals N] [options]\n"
+	 "\n"
+	 "Creates the instance's import token (replacing any earlier one): an RSA-4096 key\n"
+	 "pair and a nonce, for importing key material with 'kms key import --secure'.\n"
+	 "\n"
+	 "  --expiration SECONDS   lifetime (default 600; Key Protect allows 300-86400)\n"
+	 "  --max-retrievals N     how many times it may be fetched (default 1)\n" KMS_OPTS},
+	{"show", cmd_kms_import_token_show, NULL, "fetch the import token (uses a retrieval)",
+	 "kms import-token show [options]\n"
+	 "\n"
+	 "Fetches the import token: its dates, the retrievals left, the public key and the\n"
+	 "nonce. Each fetch uses one of its retrievals.\n\n" KMS_OPTS},
+	{0},
+};
+
+#define KMS_AAD_OPT                                                                                \
+	"  --aad TEXT       additional authenticated data (repeatable, up to 255 characters\n"     \
+	"                   each); unwrap and rewrap need the same list, in order\n"
+
+static const struct cli_command kms_commands[] = {
+	{"key", NULL, kms_key_commands, "root and standard keys", NULL},
+	{"wrap", cmd_kms_wrap, NULL, "wrap a DEK under a root key (or have one generated)",
+	 "kms wrap KEY (--dek-file FILE | --dek-out FILE) [--out FILE] [--aad TEXT]... [options]\n"
+	 "\n"
+	 "Wraps a DEK under the root key KEY (an ID or alias) and prints the wrapped DEK\n"
+	 "(WDEK, the 'ciphertext') alone on stdout, or writes it to --out. With --dek-file\n"
+	 "the DEK is read from FILE (base64 text, 32-512 characters, no newline: the rules\n"
+	 "of 'sealvm dek'); with --dek-out the service generates a 32-byte DEK and it is\n"
+	 "written to FILE, created 0600, never overwritten ('-': standard output, then\n"
+	 "--out is needed and --json is refused).\n"
+	 "\n"
+	 "  --dek-file FILE  the DEK to wrap\n"
+	 "  --dek-out FILE   where the generated DEK goes\n"
+	 "  --out FILE       write the WDEK to FILE (0600, must not exist)\n" KMS_AAD_OPT KMS_OPTS},
+	{"unwrap", cmd_kms_unwrap, NULL, "unwrap a WDEK into a DEK file",
+	 "kms unwrap KEY --wdek-file FILE --dek-out FILE [--rewrapped-out FILE] [--aad TEXT]...\n"
+	 "                [options]\n"
+	 "\n"
+	 "Unwraps the WDEK in --wdek-file ('-': standard input) with the root key KEY and\n"
+	 "writes the DEK to --dek-out, created 0600, never overwritten ('-': standard\n"
+	 "output, alone; the report goes to stderr). When the key has been rotated since\n"
+	 "the WDEK was made, the answer also carries it rewrapped under the newest\n"
+	 "version: --rewrapped-out keeps that.\n"
+	 "\n"
+	 "  --wdek-file FILE       the wrapped DEK\n"
+	 "  --dek-out FILE         where the DEK goes\n"
+	 "  --rewrapped-out FILE   where a rewrapped WDEK goes, if the answer has one\n" KMS_AAD_OPT
+		 KMS_OPTS},
+	{"rewrap", cmd_kms_rewrap, NULL, "rewrap a WDEK under the key's newest version",
+	 "kms rewrap KEY --wdek-file FILE [--out FILE] [--aad TEXT]... [options]\n"
+	 "\n"
+	 "Rewraps the WDEK under the newest version of KEY without the DEK leaving the\n"
+	 "service; prints the new WDEK (or writes it to --out).\n"
+	 "\n"
+	 "  --wdek-file FILE   the wrapped DEK ('-': standard input)\n"
+	 "  --out FILE         write the new WDEK to FILE (0600, must not exist)\n" KMS_AAD_OPT
+		 KMS_OPTS},
+	{"import-token", NULL, kms_token_commands, "import tokens for secure key import", NULL},
+	{0},
+};
+
 static const struct cli_command root_commands[] = {
 	{"dek", NULL, dek_commands, "data encryption keys", NULL},
 	{"image", NULL, image_commands, "encrypt, decrypt, verify and inspect disk images", NULL},
@@ -280,6 +432,7 @@ static const struct cli_command root_commands[] = {
 	{"iam", NULL, iam_commands, "service IDs, API keys, policies, authorizations", NULL},
 	{"events", NULL, events_commands, "the audit trail: list, verify, checkpoint", NULL},
 	{"resource", NULL, resource_commands, "resource instances of the account", NULL},
+	{"kms", NULL, kms_commands, "keys: create, import, wrap, unwrap, rotate, ...", NULL},
 	{0},
 };
 

@@ -3,7 +3,9 @@
  * datadir.c — the data dir: layout, first initialisation, opening.
  *
  * DIR (0700) holds master.key (0600, 32 random bytes that seal every secret
- * the server reuses) and sealvm.db (0600, the control-plane database). This
+ * the server reuses) and sealvm.db (0600, the control-plane database). The
+ * keystore (soft: under the master key; pkcs11: a token) opens right after
+ * the master key, and the key service last, on top of everything. This
  * file never prints key material; the owner API key made at init leaves only
  * through the caller, once.
  */
@@ -34,7 +36,7 @@ static char *path_in(const char *dir, const char *name)
 static struct db_migration *all_migrations(size_t *ret_n)
 {
 	size_t n = iam_identity_n_migrations + iam_access_n_migrations + audit_n_migrations +
-		   rc_n_migrations,
+		   rc_n_migrations + kms_n_migrations,
 	       k = 0;
 	struct db_migration *m = calloc(n, sizeof(*m));
 	if (!m)
@@ -47,6 +49,8 @@ static struct db_migration *all_migrations(size_t *ret_n)
 		m[k++] = audit_migrations[i];
 	for (size_t i = 0; i < rc_n_migrations; i++)
 		m[k++] = rc_migrations[i];
+	for (size_t i = 0; i < kms_n_migrations; i++)
+		m[k++] = kms_migrations[i];
 	*ret_n = n;
 	return m;
 }
@@ -104,6 +108,18 @@ int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_er
 		sealvm_err_set(err, r, NULL, "cannot derive the audit chain key");
 		goto fail;
 	}
+	struct keystore_config kc = {
+		.backend = cfg->keystore.backend,
+		.master = d->master,
+		.module = cfg->keystore.module,
+		.token_label = cfg->keystore.token_label,
+		.pin_file = cfg->keystore.pin_file,
+		.pin_env = cfg->keystore.pin_env,
+		.sessions = cfg->keystore.sessions,
+	};
+	r = keystore_open(&kc, &d->ks, err);
+	if (r < 0)
+		goto fail;
 	r = db_open(dbp, migs, n_migs, NULL, &d->db, err);
 	if (r < 0)
 		goto fail;
@@ -128,6 +144,18 @@ int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_er
 		sealvm_err_set(err, r, NULL, "out of memory");
 		goto fail;
 	}
+	struct kms_deps kd = {
+		.db = d->db,
+		.ks = d->ks,
+		.rc = d->rc,
+		.iam = d->iam,
+		.master = d->master,
+		.chain_key = d->chain_key->data,
+		.region = cfg->region,
+	};
+	r = kms_new(&kd, &cfg->kms, &d->kms, err);
+	if (r < 0)
+		goto fail;
 	return 0;
 fail:
 	sealvmd_close(d);
@@ -136,12 +164,16 @@ fail:
 
 void sealvmd_close(struct sealvmd *d)
 {
+	kms_free(d->kms);
+	d->kms = NULL;
 	rc_free(d->rc);
 	d->rc = NULL;
 	audit_service_free(d->audit);
 	d->audit = NULL;
 	iam_free(d->iam);
 	db_close(d->db);
+	keystore_close(d->ks);
+	d->ks = NULL;
 	sealvm_secret_free(d->chain_key);
 	sealvm_secret_free(d->master);
 	d->iam = NULL;

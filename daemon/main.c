@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "sealvm_config.h"
+#include "sealvm/audit.h"
 #include "sealvm/file.h"
 #include "sealvm/log.h"
 #include "sealvm/seal.h"
@@ -156,6 +157,7 @@ static int serve(struct sealvmd_config *cfg)
 		iam_access_http(d.iam),
 		audit_http(d.audit),
 		rc_http(d.rc),
+		kms_http(d.kms),
 	};
 	struct http_service svc[ELEMENTSOF(services)];
 	for (size_t i = 0; i < ELEMENTSOF(services); i++)
@@ -176,11 +178,29 @@ static int serve(struct sealvmd_config *cfg)
 		sealvmd_close(&d);
 		goto fail;
 	}
+	struct audit_retention *retention = NULL;
+	if (cfg->audit_retention_s > 0) {
+		struct audit_retention_config rc = {
+			.retention_s = cfg->audit_retention_s,
+			.interval_s = cfg->audit_retention_interval_s,
+			.export_dir = cfg->audit_export_dir,
+		};
+		r = audit_retention_new(d.db, d.chain_key->data, &rc, &retention, &err);
+		if (r >= 0)
+			r = audit_retention_start(retention, &err);
+		if (r < 0) {
+			audit_retention_free(retention);
+			http_server_stop(srv);
+			sealvmd_close(&d);
+			goto fail;
+		}
+	}
 	log_notice("serving on %s (port %u), data dir %s", cfg->listen, http_server_port(srv),
 		   cfg->data_dir);
 	sigwait(&set, &sig);
 	log_notice("signal %d: stopping (finishing requests in flight)", sig);
 	http_server_stop(srv);
+	audit_retention_free(retention);
 	sealvmd_close(&d);
 	log_notice("stopped");
 	return 0;

@@ -12,6 +12,8 @@
 #include "sealvm/err.h"
 #include "sealvm/http.h"
 #include "sealvm/iam.h"
+#include "sealvm/keystore.h"
+#include "sealvm/kms.h"
 #include "sealvm/rc.h"
 #include "sealvm/secret.h"
 
@@ -30,7 +32,20 @@ struct sealvmd_config {
 	int64_t token_ttl_s;
 	unsigned audit_unauthenticated_max; /* per source and window, recorded one by one */
 	unsigned audit_window_s;
+	unsigned audit_retention_s;	     /* events older than this are pruned; 0: kept */
+	unsigned audit_retention_interval_s; /* how often the pruning runs */
+	char *audit_export_dir;		     /* pruned events are exported here first; NULL: not */
 	struct http_limits limits;
+	/* "keystore": where root keys live (the PIN only by file or environment name) */
+	struct {
+		char *backend; /* "soft" | "pkcs11" */
+		char *module;
+		char *token_label;
+		char *pin_file;
+		char *pin_env;
+		unsigned sessions;
+	} keystore;
+	struct kms_config kms; /* "kms": the key service's timing rules */
 };
 
 void sealvmd_config_defaults(struct sealvmd_config *cfg);
@@ -47,6 +62,8 @@ struct sealvmd {
 	struct iam *iam;
 	struct audit_service *audit;
 	struct rc *rc;
+	struct keystore *ks;
+	struct kms *kms;
 };
 
 /* Opens the data dir: checks its mode, loads the master key, opens the database (migrations). */

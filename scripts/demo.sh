@@ -3,8 +3,9 @@
 # demo.sh BUILD_DIR — the image part of the sealvm flow on a disk it builds itself:
 # generate a DEK, encrypt a dynamic VHD into LUKS in one pass, inspect, verify
 # (and let cryptsetup check it), decrypt, compare with the original; then start sealvmd,
-# create a service ID, an API key, a policy and an authorization, show and verify the audit
-# trail, stop the daemon.
+# create a service ID, an API key, a policy and an authorization; create a KMS instance and a
+# root key, wrap a generated DEK, encrypt the image with it, unwrap the WDEK and verify the
+# image with the unwrapped key; show and verify the audit trail, stop the daemon.
 set -euo pipefail
 build=${1:-build}
 sealvm="$(cd "$build" && pwd)/sealvm"
@@ -91,8 +92,41 @@ call -X POST "$url/v1/policies" -d "{\"type\":\"authorization\",\"subjects\":[{\
 echo "a request without a token:"
 curl -s "$url/v1/serviceids" | json '"  " + d["errorCode"] + ": " + d["errorMessage"]'
 
-step "9. The audit trail (CADF events, hash-chained) and its verification"
-call "$url/v1/events?limit=50" | python3 -c '
+step "9. The key service: a KMS instance and a root key generated inside its keystore"
+export XDG_CONFIG_HOME="$out/config" # the demo's login state stays in the demo's directory
+run "$sealvm" login --endpoint "$url" --apikey-file owner.key
+inst=$("$sealvm" resource instance create demo-keys --service kms --json | json 'd["guid"]')
+echo "KMS instance: $inst (the bluemix-instance of every key request)"
+export SEALVM_KMS_INSTANCE=$inst
+run "$sealvm" kms key create demo-root --description "root key of the demo image"
+root=$("$sealvm" kms key list --json | json '[k["id"] for k in d["resources"] if k["name"] == "demo-root"][0]')
+
+step "10. Envelope encryption: the root key wraps a new DEK; the image is encrypted with it"
+run "$sealvm" kms wrap "$root" --dek-out kms.dek --out kms.wdek
+ls -l kms.dek kms.wdek
+echo "WDEK (safe to store beside the image): $(cut -c1-48 kms.wdek)…"
+run "$sealvm" image encrypt --dek-file kms.dek --no-progress disk.vhd disk-kms.luks
+
+step "11. Forget the DEK; unwrap the WDEK with the root key and verify the image with it"
+run rm -f kms.dek
+run "$sealvm" kms unwrap "$root" --wdek-file kms.wdek --dek-out unwrapped.dek
+run "$sealvm" image verify --dek-file unwrapped.dek disk-kms.luks
+if command -v cryptsetup >/dev/null; then
+	run cryptsetup open --test-passphrase --key-file unwrapped.dek disk-kms.luks && echo "cryptsetup: the unwrapped DEK opens keyslot 0"
+fi
+run "$sealvm" image decrypt --dek-file unwrapped.dek --no-progress disk-kms.luks kms-roundtrip.raw
+run cmp disk.raw kms-roundtrip.raw
+echo "without the root key, the WDEK is useless: another root key cannot unwrap it"
+"$sealvm" kms key create other-root >/dev/null
+other=$("$sealvm" kms key list --json | json '[k["id"] for k in d["resources"] if k["name"] == "other-root"][0]')
+printf '$ %s\n' "$sealvm kms unwrap $other --wdek-file kms.wdek --dek-out nope.dek"
+if "$sealvm" kms unwrap "$other" --wdek-file kms.wdek --dek-out nope.dek; then
+	echo "unexpected: another root key unwrapped the WDEK" >&2
+	exit 1
+fi
+
+step "12. The audit trail (CADF events, hash-chained) and its verification"
+call "$url/v1/events?limit=100" | python3 -c '
 import json, sys
 for e in json.load(sys.stdin)["events"]:
     print("  %s  %-42s %-8s %s" % (e["eventTime"], e["action"], e["outcome"], e.get("initiator", {}).get("id", "-")))'
@@ -102,4 +136,4 @@ wait $dpid
 trap - EXIT
 echo "sealvmd stopped (SIGTERM: in-flight requests finished, exit 0)"
 
-printf '\n\033[1mdemo: the image round trip and the identity + audit services work.\033[0m Files are in %s\n' "$out"
+printf '\n\033[1mdemo: the image round trip, the key service (envelope encryption) and the identity + audit services work.\033[0m Files are in %s\n' "$out"

@@ -9,12 +9,12 @@ set -euo pipefail
 
 build_pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libcryptsetup-dev
 	libjansson-dev zlib1g-dev libcmocka-dev libsqlite3-dev libmicrohttpd-dev
-	libcurl4-openssl-dev)
+	libcurl4-openssl-dev libp11-kit-dev)
 # Real peers the tests drive, and the tools the tests use to make bad inputs.
 check_pkgs=(cryptsetup-bin qemu-utils python3 python3-cryptography e2fsprogs util-linux
-	coreutils xxd time curl sqlite3)
+	coreutils xxd time curl sqlite3 softhsm2 python3-boto3 python3-botocore)
 demo_pkgs=(cryptsetup-bin qemu-utils fdisk e2fsprogs curl python3)
-bench_pkgs=(qemu-utils time bc wrk nginx-light sqlite3)
+bench_pkgs=(qemu-utils time bc wrk nginx-light sqlite3 softhsm2)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
 want=()

@@ -4,9 +4,11 @@
  *
  * Two backends:
  *  - "soft" (default): root key material is sealed under the data dir's
- *    master key (seal_blob, AAD = the key's @name); the *reference* the KMS
- *    stores for a key version is that sealed blob. Material is unsealed into
- *    secret memory only for the duration of one operation.
+ *    master key (seal_blob, AAD "kms/root-key/" + the key's @name); the
+ *    *reference* the KMS stores for a key version is that sealed blob.
+ *    Material is unsealed only into secret memory: for one operation, and
+ *    into a bounded cache of opened keys that is itself secret memory
+ *    (docs/internals/keystore.md).
  *  - "pkcs11": root keys are non-extractable, sensitive CKK_AES objects in a
  *    PKCS#11 token (module and token label from the config, PIN from a file
  *    or the environment); the reference is the object's CKA_ID. Encrypt and
@@ -27,10 +29,21 @@
  *
  * Every function is thread-safe. Errors: negative errno plus a reason in
  * @err: -EBADMSG KEYSTORE_DECRYPT_FAILED (tag mismatch: wrong key, IV, AAD or
- * data — never says which), -ENOENT KEYSTORE_KEY_MISSING (reference names no
- * object), -EINVAL KEYSTORE_INVALID (bad sizes or arguments), -EIO
- * KEYSTORE_FAILED (backend failure; the message names the PKCS#11 CKR_ code
- * or the OpenSSL failure, never key material).
+ * data, or a reference used under another key's @name — never says which),
+ * -ENOENT KEYSTORE_KEY_MISSING (reference names no object), -EINVAL
+ * KEYSTORE_INVALID (bad sizes or arguments), -EIO KEYSTORE_FAILED (backend
+ * failure; the message names the PKCS#11 CKR_ code or the OpenSSL failure,
+ * never key material), -ENOMEM.
+ *
+ * keystore_open adds the configuration's own: -EINVAL KEYSTORE_INVALID
+ * (unknown backend, missing module/token_label/master key, sessions > 256),
+ * -ENOENT or -EINVAL KEYSTORE_MODULE_INVALID (the module is not there or not
+ * a PKCS#11 module), -ENOENT KEYSTORE_TOKEN_MISSING (no initialized token
+ * with that label; the message lists the labels there are), -EINVAL or
+ * -ENOENT KEYSTORE_PIN_MISSING (no PIN source, both, an unset variable, an
+ * unreadable or empty file), -EPERM KEYSTORE_PIN_INCORRECT (the token
+ * refused the PIN: CKR_PIN_INCORRECT) or KEYSTORE_PIN_LOCKED. No message
+ * contains the PIN; they name where it came from.
  */
 #ifndef SEALVM_KEYSTORE_H
 #define SEALVM_KEYSTORE_H
@@ -49,18 +62,21 @@ struct keystore;
 
 struct keystore_config {
 	const char *backend; /* "soft" (NULL means soft) or "pkcs11" */
-	/* soft: the master key (borrowed, must outlive the keystore) */
+	/*
+	 * The master key (borrowed, must outlive the keystore). soft: required.
+	 * pkcs11: optional; needed for import-token keys when the token cannot
+	 * decrypt RSA-OAEP with SHA-256 (they are then sealed under it).
+	 */
 	const struct sealvm_secret *master;
 	/* pkcs11 */
-	const char *module;	/* path of the PKCS#11 module (.so) */
+	const char *module;	 /* path of the PKCS#11 module (.so) */
 	const char *token_label; /* the token to use, by CKA_LABEL of its CK_TOKEN_INFO */
-	const char *pin_file;	/* the user PIN, read from this file (trailing newline dropped) … */
-	const char *pin_env;	/* … or from this environment variable; never from the config */
-	unsigned sessions;	/* session pool size; 0 means 2 × CPUs */
+	const char *pin_file; /* the user PIN, read from this file (trailing newline dropped) … */
+	const char *pin_env;  /* … or from this environment variable; never from the config */
+	unsigned sessions;    /* session pool size; 0 means 2 × CPUs */
 };
 
-int keystore_open(const struct keystore_config *cfg, struct keystore **ret,
-		  struct sealvm_err *err);
+int keystore_open(const struct keystore_config *cfg, struct keystore **ret, struct sealvm_err *err);
 void keystore_close(struct keystore *ks);
 const char *keystore_backend(const struct keystore *ks); /* "soft" or "pkcs11" */
 
@@ -74,13 +90,19 @@ int keystore_key_create(struct keystore *ks, const char *name, size_t bytes,
 			const struct sealvm_secret *material, unsigned char *ref, size_t *ref_len,
 			struct sealvm_err *err);
 
-/* Destroys the key (pkcs11: C_DestroyObject; soft: nothing to do). Idempotent. */
+/*
+ * Destroys the key (pkcs11: C_DestroyObject; soft: drops it from the cache of
+ * opened keys — the reference is the key, the KMS forgets it). Idempotent: a
+ * key already gone is success. pkcs11: a reference whose object is another
+ * key's (another CKA_LABEL) destroys nothing, -EBADMSG.
+ */
 int keystore_key_destroy(struct keystore *ks, const char *name, const unsigned char *ref,
 			 size_t ref_len, struct sealvm_err *err);
 
 /*
  * AES-GCM under the key: @iv (out, fresh random), @ct (out, plain->len bytes),
- * @tag (out). @aad may be NULL when @aad_len is 0.
+ * @tag (out). @plain has 1 to SEALVM_SECRET_MAX bytes; @aad (at most 1 MiB)
+ * may be NULL when @aad_len is 0.
  */
 int keystore_encrypt(struct keystore *ks, const char *name, const unsigned char *ref,
 		     size_t ref_len, const unsigned char *aad, size_t aad_len,
@@ -98,14 +120,20 @@ int keystore_decrypt(struct keystore *ks, const char *name, const unsigned char 
 /*
  * Import tokens: a new RSA-4096 key pair for @name. *@ret_pub is a new
  * malloc'ed DER SubjectPublicKeyInfo; the reference names the private key
- * (soft, or pkcs11 without OAEP-SHA-256: a sealed PKCS#8 blob, which may be
- * longer than KEYSTORE_REF_MAX, hence malloc'ed *@ret_ref).
+ * (soft, or pkcs11 without OAEP-SHA-256: a PKCS#8 blob sealed with AAD
+ * "kms/import-token/" + @name, about 2.4 KiB, longer than KEYSTORE_REF_MAX,
+ * hence malloc'ed *@ret_ref; pkcs11 with it: a 16-byte CKA_ID). Generating
+ * the key takes a second or so.
  */
 int keystore_rsa_create(struct keystore *ks, const char *name, unsigned char **ret_pub,
 			size_t *ret_pub_len, unsigned char **ret_ref, size_t *ret_ref_len,
 			struct sealvm_err *err);
 
-/* RSAES-OAEP-SHA-256 decryption with the private key; *@ret is secret memory. */
+/*
+ * RSAES-OAEP-SHA-256 decryption with the private key; *@ret is secret memory.
+ * @ct_len must be 512 (-EINVAL otherwise); a ciphertext that does not decrypt:
+ * -EBADMSG KEYSTORE_DECRYPT_FAILED.
+ */
 int keystore_rsa_decrypt(struct keystore *ks, const char *name, const unsigned char *ref,
 			 size_t ref_len, const unsigned char *ct, size_t ct_len,
 			 struct sealvm_secret **ret, struct sealvm_err *err);

@@ -295,8 +295,12 @@ static void cj_string(struct cj *w, const char *s, size_t n)
 			units[nu++] = c;
 		}
 		for (unsigned i = 0; i < nu; i++) {
-			char e[6] = {'\\', 'u', hex[units[i] >> 12], hex[(units[i] >> 8) & 15],
-				     hex[(units[i] >> 4) & 15], hex[units[i] & 15]};
+			char e[6] = {'\\',
+				     'u',
+				     hex[units[i] >> 12],
+				     hex[(units[i] >> 8) & 15],
+				     hex[(units[i] >> 4) & 15],
+				     hex[units[i] & 15]};
 			cj_raw(w, e, sizeof(e));
 		}
 	}
@@ -347,7 +351,8 @@ static int cj_str(struct cj *w, const char *key, const char *v, const char *fiel
 }
 
 /* A principal's fixed-size field: not trusted to be NUL-terminated. */
-#define cj_field(w, key, arr, field, err) cj_strn(w, key, arr, strnlen(arr, sizeof(arr)), field, err)
+#define cj_field(w, key, arr, field, err)                                                          \
+	cj_strn(w, key, arr, strnlen(arr, sizeof(arr)), field, err)
 
 static bool nonempty_field(const char *arr, size_t size)
 {
@@ -412,8 +417,8 @@ static int write_initiator(struct cj *w, const struct audit_event *ev, struct se
 		r = cj_field(w, "type", p->credential_type, "initiator.credential.type", err);
 		cj_close(w);
 	}
-	bool has_host = (ev->host_address && ev->host_address[0]) ||
-			(ev->user_agent && ev->user_agent[0]);
+	bool has_host =
+		(ev->host_address && ev->host_address[0]) || (ev->user_agent && ev->user_agent[0]);
 	if (r >= 0 && has_host) {
 		cj_open(w, "host");
 		r = cj_str(w, "address", ev->host_address, "initiator.host.address", err);
@@ -544,7 +549,8 @@ static int event_write(const struct audit_event *ev, struct cj *w, int64_t *ret_
 	}
 	cj_close(w);
 	if (w->error == -ENOMEM)
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory serializing an audit event");
+		return sealvm_err_set(err, -ENOMEM, NULL,
+				      "out of memory serializing an audit event");
 	if (w->error == -E2BIG || w->len > AUDIT_EVENT_MAX_BYTES)
 		return sealvm_err_set(err, -E2BIG, "AUDIT_EVENT_TOO_LARGE",
 				      "audit event %s is %zu bytes, over the %d-byte limit; "
@@ -669,8 +675,7 @@ int audit_record_new(const struct audit_event *ev, struct audit_record **ret,
 	size_t n_acc = ev->account_id ? strlen(ev->account_id) : 0;
 	size_t n_act = strlen(ev->action), n_out = strlen(outcome);
 	size_t n_tgt = ev->target_id ? strlen(ev->target_id) : 0;
-	struct audit_record *rec =
-		malloc(sizeof(*rec) + n_acc + n_act + n_out + n_tgt + n_ini + 5);
+	struct audit_record *rec = malloc(sizeof(*rec) + n_acc + n_act + n_out + n_tgt + n_ini + 5);
 	if (!rec) {
 		free(w.buf);
 		return sealvm_err_set(err, -ENOMEM, NULL,
@@ -737,8 +742,9 @@ int audit_record_append(sqlite3 *conn, const struct audit_record *rec,
 			const unsigned char *chain_key, int64_t *ret_seq, struct sealvm_err *err)
 {
 	if (!conn || !chain_key || !rec)
-		return sealvm_err_set(err, -EINVAL, "AUDIT_EVENT_INVALID",
-				      "audit append needs a connection, a record and the chain key");
+		return sealvm_err_set(
+			err, -EINVAL, "AUDIT_EVENT_INVALID",
+			"audit append needs a connection, a record and the chain key");
 	if (sqlite3_get_autocommit(conn))
 		return sealvm_err_set(err, -EINVAL, "AUDIT_NO_TRANSACTION",
 				      "audit events are written only inside the transaction of "
@@ -812,7 +818,6 @@ static void hex_of(const unsigned char *b, size_t n, char *out)
 	}
 	out[2 * n] = 0;
 }
-
 
 struct prune_point {
 	int64_t cutoff_ms, seq;
@@ -1164,12 +1169,11 @@ int audit_verify(sqlite3 *conn, const unsigned char *chain_key, int64_t checkpoi
 		ret->pruned_through = s.anchor_seq;
 		memcpy(ret->head, s.anchor, AUDIT_CHAIN_SIZE);
 		if (checkpoint_seq > 0 && checkpoint_seq < s.anchor_seq)
-			r = sealvm_err_set(
-				err, -ESTALE, "AUDIT_CHECKPOINT_PRUNED",
-				"the checkpoint names event %" PRId64
-				", which retention has removed (events 1..%" PRId64
-				" are pruned): check it against the exported events",
-				checkpoint_seq, s.anchor_seq);
+			r = sealvm_err_set(err, -ESTALE, "AUDIT_CHECKPOINT_PRUNED",
+					   "the checkpoint names event %" PRId64
+					   ", which retention has removed (events 1..%" PRId64
+					   " are pruned): check it against the exported events",
+					   checkpoint_seq, s.anchor_seq);
 		else if (checkpoint_seq > 0 && checkpoint_seq == s.anchor_seq &&
 			 CRYPTO_memcmp(s.anchor, checkpoint_head, AUDIT_CHAIN_SIZE) != 0)
 			r = verify_bad(&s, checkpoint_seq,

@@ -48,12 +48,11 @@ static const char audit_v1_sql[] =
  * from (0, 32 zero bytes). audit_prune moves it in the transaction that
  * removes the events, after chaining an audit.events.prune event naming it.
  */
-static const char audit_v2_sql[] =
-	"CREATE TABLE audit_anchor ("
-	" id INTEGER PRIMARY KEY CHECK (id = 1),"
-	" seq INTEGER NOT NULL CHECK (seq > 0),"
-	" chain BLOB NOT NULL CHECK (length(chain) = 32)"
-	");";
+static const char audit_v2_sql[] = "CREATE TABLE audit_anchor ("
+				   " id INTEGER PRIMARY KEY CHECK (id = 1),"
+				   " seq INTEGER NOT NULL CHECK (seq > 0),"
+				   " chain BLOB NOT NULL CHECK (length(chain) = 32)"
+				   ");";
 
 const struct db_migration audit_migrations[] = {
 	{.owner = "audit", .version = 1, .sql = audit_v1_sql},
@@ -123,8 +122,8 @@ int audit_store_last(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AU
 	return 0;
 }
 
-int audit_store_anchor(sqlite3 *conn, int64_t *ret_seq,
-		       unsigned char ret_chain[AUDIT_CHAIN_SIZE], struct sealvm_err *err)
+int audit_store_anchor(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AUDIT_CHAIN_SIZE],
+		       struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r = prepare(conn, "SELECT seq, chain FROM audit_anchor WHERE id = 1", &st, err);
@@ -152,7 +151,8 @@ int audit_store_set_anchor(sqlite3 *conn, int64_t seq, const unsigned char chain
 			   struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(conn, "INSERT OR REPLACE INTO audit_anchor (id, seq, chain) VALUES (1, ?, ?)",
+	int r = prepare(conn,
+			"INSERT OR REPLACE INTO audit_anchor (id, seq, chain) VALUES (1, ?, ?)",
 			&st, err);
 	if (r < 0)
 		return r;
