@@ -82,9 +82,21 @@ static int init_data_dir(struct sealvmd_config *cfg, const struct args *a)
 	_cleanup_secret_ struct sealvm_secret *master = NULL, *apikey = NULL;
 	struct sealvmd d;
 	char account[40];
+	bool made_dir = false, made_master = false;
+	struct stat st;
 	int r;
 
-	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
+	/* Every refusal that can be known up front comes before anything is created. */
+	if (a->owner_key_file && lstat(a->owner_key_file, &st) == 0) {
+		fprintf(stderr,
+			"sealvmd init: %s already exists; the owner API key is never written over "
+			"a file (remove it or name another); nothing changed [OUTPUT_EXISTS]\n",
+			a->owner_key_file);
+		return 1;
+	}
+	if (mkdir(cfg->data_dir, 0700) == 0)
+		made_dir = true;
+	else if (errno != EEXIST) {
 		fprintf(stderr, "sealvmd init: cannot create %s: %s\n", cfg->data_dir,
 			strerror(errno));
 		return 1;
@@ -105,6 +117,7 @@ static int init_data_dir(struct sealvmd_config *cfg, const struct args *a)
 	}
 	if (r < 0)
 		goto fail;
+	made_master = true;
 	r = sealvmd_open(&d, cfg, &err);
 	if (r < 0)
 		goto fail;
@@ -131,6 +144,21 @@ static int init_data_dir(struct sealvmd_config *cfg, const struct args *a)
 fail:
 	fprintf(stderr, "sealvmd init: %s [%s]\n", err.message[0] ? err.message : strerror(-r),
 		err.reason[0] ? err.reason : sealvm_err_reason_for(r));
+	/* Nothing half-made: an account whose owner key nobody saw is of no use. */
+	if (made_master) {
+		static const char *const made[] = {SEALVMD_DB "-wal", SEALVMD_DB "-shm",
+						   SEALVMD_DB "-journal", SEALVMD_DB,
+						   SEALVMD_MASTER_KEY};
+		for (size_t i = 0; i < ELEMENTSOF(made); i++) {
+			_cleanup_free_ char *p = NULL;
+			if (asprintf(&p, "%s/%s", cfg->data_dir, made[i]) >= 0)
+				(void)unlink(p);
+		}
+		if (made_dir)
+			(void)rmdir(cfg->data_dir);
+		fprintf(stderr, "sealvmd init: removed what this run had created in %s\n",
+			cfg->data_dir);
+	}
 	return 1;
 }
 

@@ -2,9 +2,11 @@
 /*
  * secret.h — the one type that holds key material.
  *
- * A secret lives in its own anonymous mapping that is mlock'ed (kept out of
- * swap), excluded from core dumps (MADV_DONTDUMP) and not inherited by
- * children (MADV_WIPEONFORK), and is wiped with OPENSSL_cleanse when freed.
+ * A secret lives in anonymous memory that is mlock'ed (kept out of swap),
+ * excluded from core dumps (MADV_DONTDUMP) and not inherited by children
+ * (MADV_WIPEONFORK), and is wiped with OPENSSL_cleanse when freed: a large
+ * one in a mapping of its own, a small one (up to 1 KiB with its header) in
+ * a slot of a pool of such mappings, wiped before reuse.
  * DEKs, volume keys, passphrases and tokens go here and nowhere else. No
  * logging or error function accepts a secret; to print one (the single API
  * field or file that returns it) the caller reads ->data explicitly.

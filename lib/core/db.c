@@ -27,6 +27,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 
 #include "sealvm/db.h"
 #include "sealvm/file.h"
@@ -42,16 +44,30 @@
 /* The savepoint around each job; jobs may not release or roll back to it. */
 #define JOB_SAVEPOINT "sealvm_job"
 
-/* One db_write call. Lives on the caller's stack until done is set. */
+/*
+ * One db_write call. Lives on the caller's stack until done is set: the
+ * writer fills result and err, then stores done (release) and wakes the
+ * futex on it; the caller waits on that futex word alone, so a finished batch
+ * wakes each waiter once and no lock is fought over.
+ */
 struct db_job {
 	db_job_fn fn;
 	void *userdata;
 	int result;
 	struct sealvm_err err;
-	bool done;	     /* under db->lock */
-	pthread_cond_t cond; /* signalled once, under db->lock, when done */
+	uint32_t done; /* futex word: 0 waiting, 1 done */
 	struct db_job *next;
 };
+
+static void futex_wait(uint32_t *word, uint32_t expected)
+{
+	(void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+static void futex_wake(uint32_t *word)
+{
+	(void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
 
 struct sealvm_db {
 	char *path;
@@ -74,8 +90,9 @@ struct sealvm_db {
 	pthread_cond_t drained; /* db_close waits on it for callers to leave db_write */
 	struct db_job *head, *tail;
 	size_t queued;
-	size_t callers; /* inside db_write: the handle must outlive them */
-	bool stopping;
+	bool writer_idle; /* waiting on work: only then does a new job signal it */
+	size_t callers;	  /* inside db_write (atomic): the handle must outlive them */
+	bool stopping;	  /* set under lock, read atomically */
 	uint64_t commits, jobs;
 
 	/* Read pool, under rlock. */
@@ -350,7 +367,8 @@ int db_prepare(sqlite3 *conn, const char *sql, sqlite3_stmt **ret, struct sealvm
 	if (free_slot) {
 		char *copy = strdup(sql);
 		if (copy) {
-			*free_slot = (struct stmt_slot){.hash = h, .sql = copy, .st = st, .busy = true};
+			*free_slot =
+				(struct stmt_slot){.hash = h, .sql = copy, .st = st, .busy = true};
 			cache->n++;
 		}
 	}
@@ -809,8 +827,11 @@ static void *writer_main(void *arg)
 		size_t n = 0;
 		unsigned commits;
 
-		while (!db->head && !db->stopping)
+		while (!db->head && !db->stopping) {
+			db->writer_idle = true;
 			pthread_cond_wait(&db->work, &db->lock);
+			db->writer_idle = false;
+		}
 		if (!db->head)
 			break; /* stopping, and the queue is drained */
 		while (db->head && n < db->max_batch) {
@@ -827,11 +848,19 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&db->lock);
 		db->commits += commits;
 		db->jobs += n;
+		pthread_mutex_unlock(&db->lock);
 		for (size_t i = 0; i < n; i++) {
-			/* After this the waiter may return and its job leaves the stack. */
-			db->batch[i]->done = true;
-			pthread_cond_signal(&db->batch[i]->cond);
+			/*
+			 * After the store the waiter may return and its job leave the
+			 * stack: only the word's address is used after it. A wake that
+			 * lands on reused stack is spurious, and every futex waiter loops.
+			 * The counters are current before anyone wakes.
+			 */
+			uint32_t *word = &db->batch[i]->done;
+			__atomic_store_n(word, 1, __ATOMIC_RELEASE);
+			futex_wake(word);
 		}
+		pthread_mutex_lock(&db->lock);
 	}
 	pthread_mutex_unlock(&db->lock);
 	return NULL;
@@ -851,9 +880,6 @@ int db_write(struct sealvm_db *db, db_job_fn fn, void *userdata, struct sealvm_e
 		return sealvm_err_set(
 			err, -EDEADLK, "DB_WRITE_IN_JOB",
 			"db_write called from inside a write job: it would wait for itself");
-	if (pthread_cond_init(&job.cond, NULL) != 0)
-		return sealvm_err_set(err, -ENOMEM, "NO_MEMORY", "cannot queue a database write");
-
 	pthread_mutex_lock(&db->lock);
 	if (db->stopping) {
 		/* Format while the handle is certainly alive. */
@@ -861,29 +887,30 @@ int db_write(struct sealvm_db *db, db_job_fn fn, void *userdata, struct sealvm_e
 				       "the database %s is closing: the write was not run",
 				       db->path);
 		pthread_mutex_unlock(&db->lock);
-		pthread_cond_destroy(&job.cond);
 		return r;
 	}
-	db->callers++;
+	__atomic_add_fetch(&db->callers, 1, __ATOMIC_SEQ_CST);
 	if (db->tail)
 		db->tail->next = &job;
 	else
 		db->head = &job;
 	db->tail = &job;
 	waiting = ++db->queued;
-	pthread_cond_signal(&db->work);
+	if (db->writer_idle)
+		pthread_cond_signal(&db->work);
 	pthread_mutex_unlock(&db->lock);
 
 	if (db->on_queued)
 		db->on_queued(db->on_queued_arg, waiting);
 
-	pthread_mutex_lock(&db->lock);
-	while (!job.done)
-		pthread_cond_wait(&job.cond, &db->lock);
-	if (--db->callers == 0 && db->stopping)
+	while (!__atomic_load_n(&job.done, __ATOMIC_ACQUIRE))
+		futex_wait(&job.done, 0);
+	if (__atomic_sub_fetch(&db->callers, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&db->stopping, __ATOMIC_SEQ_CST)) {
+		pthread_mutex_lock(&db->lock);
 		pthread_cond_signal(&db->drained);
-	pthread_mutex_unlock(&db->lock);
-	pthread_cond_destroy(&job.cond);
+		pthread_mutex_unlock(&db->lock);
+	}
 
 	if (job.result < 0 && err && err->code == 0)
 		*err = job.err;
@@ -1060,13 +1087,13 @@ void db_close(struct sealvm_db *db)
 		return;
 	if (db->writer_started) {
 		pthread_mutex_lock(&db->lock);
-		db->stopping = true;
+		__atomic_store_n(&db->stopping, true, __ATOMIC_SEQ_CST);
 		pthread_cond_signal(&db->work);
 		pthread_mutex_unlock(&db->lock);
 		pthread_join(db->writer, NULL);
 		/* Every job is done, but its caller may still be on its way out of db_write. */
 		pthread_mutex_lock(&db->lock);
-		while (db->callers > 0)
+		while (__atomic_load_n(&db->callers, __ATOMIC_SEQ_CST) > 0)
 			pthread_cond_wait(&db->drained, &db->lock);
 		pthread_mutex_unlock(&db->lock);
 	}

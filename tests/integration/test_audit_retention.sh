@@ -25,8 +25,6 @@ for n in 1 2 3 4 5; do [ "$(api POST /v1/serviceids "{\"name\":\"old-$n\"}")" = 
 [ "$(api GET /v1/events/checkpoint)" = 200 ] || fail "checkpoint"
 OLD_CP=$(jget 'j["checkpoint"]')
 OLD_SEQ=$(jget 'j["seq"]')
-first=$(sqlite3 data/sealvm.db 'SELECT min(seq) FROM audit_events')
-[ "$first" = 1 ] || fail "events before any pruning start at $first"
 # wait until the runner has pruned past the checkpoint (retention 2 s, every 1 s)
 anchor=0
 for _ in $(seq 1 150); do

@@ -21,7 +21,22 @@ rc=0
 [ ! -e owner2.key ] || fail "second init wrote a key"
 "$SEALVMD" init --data-dir data2 >stdout.key 2>/dev/null
 [ "$(wc -l <stdout.key)" = 1 ] || fail "init to stdout: one line"
-pass "init: modes 0700/0600, key shown once, second init refuses and changes nothing"
+# an existing key file is refused before anything is created
+echo keep >taken.key
+rc=0
+"$SEALVMD" init --data-dir data3 --owner-key-file taken.key 2>init3.log || rc=$?
+[ $rc -eq 1 ] && grep -q OUTPUT_EXISTS init3.log || fail "init over an existing key file: $(cat init3.log)"
+[ ! -e data3 ] && [ "$(cat taken.key)" = keep ] || fail "init over an existing key file created or changed something"
+# a key file that cannot be written (its directory is missing) leaves no half-made data dir
+rc=0
+"$SEALVMD" init --data-dir data4 --owner-key-file nodir/owner.key 2>init4.log || rc=$?
+[ $rc -eq 1 ] || fail "init with an unwritable key file succeeded"
+[ ! -e data4 ] || fail "a failed init left $(ls data4)"
+mkdir data5
+rc=0
+"$SEALVMD" init --data-dir data5 --owner-key-file nodir/owner.key 2>/dev/null || rc=$?
+[ $rc -eq 1 ] && [ -d data5 ] && [ -z "$(ls -A data5)" ] || fail "a failed init in an existing dir left $(ls -A data5)"
+pass "init: modes 0700/0600, key shown once, second init refuses and changes nothing; a failed init leaves nothing half-made"
 
 # --- serve, tokens ------------------------------------------------------------------------
 start_daemon data daemon.log
