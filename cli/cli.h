@@ -40,6 +40,8 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail(const struct sealvm_err *err, int r);
 /* Prints a usage error with a pointer to --help; returns EXIT_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reports "out of memory"; returns EXIT_FAIL. */
+int cli_oom(void);
 
 /*
  * Parses the options of a leaf command with getopt_long. Handles --help (prints
@@ -51,6 +53,15 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct option;
 int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
 	      int (*on_opt)(int c, const char *arg, void *userdata), void *userdata, int *ret_exit);
+
+/*
+ * After cli_parse: checks that exactly @npos positional arguments follow the options,
+ * naming a missing one @posname. Returns 0, or EXIT_USAGE (already reported).
+ */
+int cli_check_positionals(int argc, char **argv, int npos, const char *posname);
+
+/* "@prefix/@id@suffix" with @id URL-encoded (an ID or alias from argv), or NULL on ENOMEM. */
+char *cli_id_path(const char *prefix, const char *id, const char *suffix);
 
 /* Prints a JSON value to stdout, indented, with a newline. Steals nothing. */
 int cli_print_json(const json_t *v);

@@ -10,8 +10,6 @@
 #include <getopt.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "sealvm/file.h"
 
 #include "cli.h"
@@ -135,31 +133,8 @@ static int parse(int argc, char **argv, const struct option *opts, struct iam_ar
 {
 	if (cli_parse(argc, argv, "", opts, iam_opt, a, ret_exit))
 		return 1;
-	if (argc - optind < npos) {
-		*ret_exit = cli_usage_error("missing %s", posname);
-		return 1;
-	}
-	if (argc - optind > npos) {
-		*ret_exit = cli_usage_error("unexpected argument '%s'", argv[optind + npos]);
-		return 1;
-	}
-	return 0;
-}
-
-/* "/prefix/ESCAPED(id)suffix", or NULL. */
-static char *id_path(const char *prefix, const char *id, const char *suffix)
-{
-	char *esc = curl_easy_escape(NULL, id, 0), *p = NULL;
-	if (esc && asprintf(&p, "%s/%s%s", prefix, esc, suffix) < 0)
-		p = NULL;
-	curl_free(esc);
-	return p;
-}
-
-static int oom(void)
-{
-	cli_error("out of memory");
-	return EXIT_FAIL;
+	*ret_exit = cli_check_positionals(argc, argv, npos, posname);
+	return *ret_exit != 0;
 }
 
 /* GET of a paged identity list; follows `next` and returns all items in one array. */
@@ -169,7 +144,7 @@ static int get_all_pages(struct cli_client *c, const char *path, const char *mem
 	_cleanup_free_ char *token = NULL;
 
 	if (!all)
-		return oom();
+		return cli_oom();
 	for (;;) {
 		_cleanup_free_ char *p = strdup(path);
 		json_t *page = NULL;
@@ -178,7 +153,7 @@ static int get_all_pages(struct cli_client *c, const char *path, const char *mem
 		if (!p || cli_query_add(&p, "pagesize", "100") < 0 ||
 		    (token && cli_query_add(&p, "pagetoken", token) < 0)) {
 			json_decref(all);
-			return oom();
+			return cli_oom();
 		}
 		if ((ex = cli_api(c, "GET", p, NULL, &page)) != 0) {
 			json_decref(all);
@@ -220,8 +195,8 @@ static int simple(int argc, char **argv, const char *method, const char *prefix,
 
 	if (parse(argc, argv, opts, &a, 1, "ID", &ex))
 		return ex;
-	if (!(path = id_path(prefix, argv[optind], suffix)))
-		return oom();
+	if (!(path = cli_id_path(prefix, argv[optind], suffix)))
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, method, path, NULL, &j)) != 0)
 		return ex;
 	if (!j && !a.json) {
@@ -246,7 +221,7 @@ int cmd_iam_serviceid_create(int argc, char **argv)
 	body = json_pack("{s:s, s:s}", "name", argv[optind], "description",
 			 a.description ? a.description : "");
 	if (!body)
-		return oom();
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) == 0)
 		ex = cli_api(c, "POST", "/v1/serviceids", body, &j);
 	json_decref(body);
@@ -297,8 +272,8 @@ int cmd_iam_serviceid_update(int argc, char **argv)
 		return ex;
 	if (!a.name && !a.description)
 		return cli_usage_error("nothing to change: give --name or --description");
-	if (!(path = id_path("/v1/serviceids", argv[optind], "")) || !(body = json_object()))
-		return oom();
+	if (!(path = cli_id_path("/v1/serviceids", argv[optind], "")) || !(body = json_object()))
+		return cli_oom();
 	if (a.name)
 		json_object_set_new(body, "name", json_string(a.name));
 	if (a.description)
@@ -350,7 +325,7 @@ int cmd_iam_apikey_create(int argc, char **argv)
 	body = json_pack("{s:s, s:s, s:s}", "name", argv[optind], "iam_id", a.iam_id, "description",
 			 a.description ? a.description : "");
 	if (!body)
-		return oom();
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) == 0)
 		ex = cli_api(c, "POST", "/v1/apikeys", body, &j);
 	json_decref(body);
@@ -406,7 +381,7 @@ int cmd_iam_apikey_list(int argc, char **argv)
 	if (parse(argc, argv, opts, &a, 0, "", &ex))
 		return ex;
 	if (!path || (a.iam_id && cli_query_add(&path, "iam_id", a.iam_id) < 0))
-		return oom();
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) != 0 || (ex = get_all_pages(c, path, "apikeys", &all)) != 0)
 		return ex;
 	if (a.json) {
@@ -548,7 +523,7 @@ static int print_policies(const struct iam_args *a, json_t *j)
 	}
 	if (!(flat = json_array())) {
 		json_decref(j);
-		return oom();
+		return cli_oom();
 	}
 	json_array_foreach(json_object_get(j, "policies"), i, p)
 		json_array_append_new(flat, policy_flat(p));
@@ -565,7 +540,7 @@ static int show_policy(const struct iam_args *a, json_t *j)
 	json_t *flat = policy_flat(j);
 	json_decref(j);
 	if (!flat)
-		return oom();
+		return cli_oom();
 	cli_print_object(flat);
 	json_decref(flat);
 	return EXIT_OK;
@@ -584,7 +559,7 @@ static int list_policies(const struct iam_args *a, const char *type, const char 
 	if (!path || cli_query_add(&path, "account_id", account) < 0 ||
 	    (type && cli_query_add(&path, "type", type) < 0) ||
 	    (iam_id && cli_query_add(&path, "iam_id", iam_id) < 0))
-		return oom();
+		return cli_oom();
 	if ((ex = cli_api(c, "GET", path, NULL, &j)) != 0)
 		return ex;
 	return print_policies(a, j);
@@ -623,7 +598,7 @@ int cmd_iam_policy_create(int argc, char **argv)
 	    add_attr(res, "resourceType", a.rtype) < 0 ||
 	    add_attr(res, "resource", a.resource) < 0 ||
 	    !(body = policy_body("access", subj, a.role, res)))
-		return oom();
+		return cli_oom();
 	ex = cli_api(c, "POST", "/v1/policies", body, &j);
 	json_decref(body);
 	return ex ? ex : show_policy(&a, j);
@@ -658,8 +633,8 @@ int cmd_iam_policy_show(int argc, char **argv)
 
 	if (parse(argc, argv, opts, &a, 1, "ID", &ex))
 		return ex;
-	if (!(path = id_path("/v1/policies", argv[optind], "")))
-		return oom();
+	if (!(path = cli_id_path("/v1/policies", argv[optind], "")))
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, "GET", path, NULL, &j)) != 0)
 		return ex;
 	return show_policy(&a, j);
@@ -703,7 +678,7 @@ int cmd_iam_authz_create(int argc, char **argv)
 	    add_attr(res, "accountId", account) < 0 || add_attr(res, "serviceName", a.target) < 0 ||
 	    add_attr(res, "serviceInstance", a.target_instance) < 0 ||
 	    !(body = policy_body("authorization", subj, a.role, res)))
-		return oom();
+		return cli_oom();
 	ex = cli_api(c, "POST", "/v1/policies", body, &j);
 	json_decref(body);
 	return ex ? ex : show_policy(&a, j);
@@ -747,7 +722,7 @@ int cmd_resource_instance_create(int argc, char **argv)
 	body = json_pack("{s:s, s:s, s:s}", "name", argv[optind], "target",
 			 a.target ? a.target : "us-south", "resource_id", a.service);
 	if (!body)
-		return oom();
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) == 0)
 		ex = cli_api(c, "POST", "/v2/resource_instances", body, &j);
 	json_decref(body);
@@ -770,11 +745,11 @@ int cmd_resource_instance_list(int argc, char **argv)
 	int ex;
 
 	if (!path)
-		return oom();
+		return cli_oom();
 	if (parse(argc, argv, opts, &a, 0, "", &ex))
 		return ex;
 	if (a.service && cli_query_add(&path, "resource_id", a.service) < 0)
-		return oom();
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, "GET", path, NULL, &j)) != 0)
 		return ex;
 	if (a.json)

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,6 +53,8 @@
 #define MATERIAL_FILE_MAX (4 * ((MATERIAL_MAX_BYTES + 2) / 3) + 2) /* its base64, a newline */
 #define WDEK_FILE_MAX (64 * 1024)
 #define LIST_PAGE 200
+#define KEY_ARG "KEY (an ID or alias)"
+#define ROOT_KEY_ARG "KEY (a root key's ID or alias)"
 #define NONCE_IV_BYTES 12
 #define GCM_TAG_BYTES 16
 
@@ -116,6 +119,7 @@ static void kms_init(void)
 /* ---- arguments ------------------------------------------------------------------------------ */
 
 struct kms_args {
+	const char *key; /* the positional argument: the KEY (create and import: the NAME) */
 	const char *instance, *description, *expiration_date, *key_file, *dek_file, *dek_out;
 	const char *wdek_file, *out, *rewrapped_out, *payload_out, *state;
 	const char *aliases[MAX_ALIASES];
@@ -153,75 +157,64 @@ enum {
 	OPT_MAX_RETRIEVALS,
 };
 
-#define O_INSTANCE                                                                                 \
-	{                                                                                          \
-		"instance", required_argument, NULL, OPT_INSTANCE                                  \
-	}
-#define O_JSON                                                                                     \
-	{                                                                                          \
-		"json", no_argument, NULL, OPT_JSON                                                \
-	}
-#define O_DESCRIPTION                                                                              \
-	{                                                                                          \
-		"description", required_argument, NULL, OPT_DESCRIPTION                            \
-	}
-#define O_EXPIRATION_DATE                                                                          \
-	{                                                                                          \
-		"expiration-date", required_argument, NULL, OPT_EXPIRATION_DATE                    \
-	}
-#define O_ALIAS                                                                                    \
-	{                                                                                          \
-		"alias", required_argument, NULL, OPT_ALIAS                                        \
-	}
-#define O_STANDARD                                                                                 \
-	{                                                                                          \
-		"standard", no_argument, NULL, OPT_STANDARD                                        \
-	}
-#define O_KEY_FILE                                                                                 \
-	{                                                                                          \
-		"key-file", required_argument, NULL, OPT_KEY_FILE                                  \
-	}
-#define O_RAW                                                                                      \
-	{                                                                                          \
-		"raw", no_argument, NULL, OPT_RAW                                                  \
-	}
-#define O_SECURE                                                                                   \
-	{                                                                                          \
-		"secure", no_argument, NULL, OPT_SECURE                                            \
-	}
-#define O_AAD                                                                                      \
-	{                                                                                          \
-		"aad", required_argument, NULL, OPT_AAD                                            \
-	}
-#define O_NEW_TOKEN                                                                                \
-	{                                                                                          \
-		"new-token", no_argument, NULL, OPT_NEW_TOKEN                                      \
-	}
+/*
+ * Every option of the kms commands; each command accepts --instance, --json and those it names.
+ * A FLAG sets the bool and a VALUE the string (non-empty) at @member of struct kms_args; the
+ * values that need checking (PARSED) are parsed in kms_opt.
+ */
+#define ARG(m) offsetof(struct kms_args, m)
+static const struct kms_option {
+	const char *name;
+	int id;
+	enum { FLAG, VALUE, PARSED } kind;
+	size_t member;
+} kms_options[] = {
+	{"instance", OPT_INSTANCE, VALUE, ARG(instance)},
+	{"json", OPT_JSON, FLAG, ARG(json)},
+	{"description", OPT_DESCRIPTION, VALUE, ARG(description)},
+	{"expiration-date", OPT_EXPIRATION_DATE, VALUE, ARG(expiration_date)},
+	{"alias", OPT_ALIAS, PARSED, 0},
+	{"standard", OPT_STANDARD, FLAG, ARG(standard)},
+	{"key-file", OPT_KEY_FILE, VALUE, ARG(key_file)},
+	{"raw", OPT_RAW, FLAG, ARG(raw)},
+	{"secure", OPT_SECURE, FLAG, ARG(secure)},
+	{"new-token", OPT_NEW_TOKEN, FLAG, ARG(new_token)},
+	{"state", OPT_STATE, VALUE, ARG(state)},
+	{"limit", OPT_LIMIT, PARSED, 0},
+	{"offset", OPT_OFFSET, PARSED, 0},
+	{"payload-out", OPT_PAYLOAD_OUT, VALUE, ARG(payload_out)},
+	{"force", OPT_FORCE, FLAG, ARG(force)},
+	{"dek-file", OPT_DEK_FILE, VALUE, ARG(dek_file)},
+	{"dek-out", OPT_DEK_OUT, VALUE, ARG(dek_out)},
+	{"wdek-file", OPT_WDEK_FILE, VALUE, ARG(wdek_file)},
+	{"out", OPT_OUT, VALUE, ARG(out)},
+	{"rewrapped-out", OPT_REWRAPPED_OUT, VALUE, ARG(rewrapped_out)},
+	{"aad", OPT_AAD, PARSED, 0},
+	{"expiration", OPT_EXPIRATION, PARSED, 0},
+	{"max-retrievals", OPT_MAX_RETRIEVALS, PARSED, 0},
+};
+#undef ARG
 
 static int kms_opt(int c, const char *arg, void *userdata)
 {
 	struct kms_args *a = userdata;
-	const char **slot = NULL;
 
+	for (size_t i = 0; i < ELEMENTSOF(kms_options); i++) {
+		const struct kms_option *o = &kms_options[i];
+
+		if (o->id != c || o->kind == PARSED)
+			continue;
+		if (o->kind == FLAG) {
+			*(bool *)((char *)a + o->member) = true;
+			return 0;
+		}
+		if (!*arg)
+			return cli_usage_error(
+				"an option has an empty value; give a non-empty one");
+		*(const char **)((char *)a + o->member) = arg;
+		return 0;
+	}
 	switch (c) {
-	case OPT_JSON:
-		a->json = true;
-		return 0;
-	case OPT_STANDARD:
-		a->standard = true;
-		return 0;
-	case OPT_RAW:
-		a->raw = true;
-		return 0;
-	case OPT_SECURE:
-		a->secure = true;
-		return 0;
-	case OPT_NEW_TOKEN:
-		a->new_token = true;
-		return 0;
-	case OPT_FORCE:
-		a->force = true;
-		return 0;
 	case OPT_LIMIT:
 		if (sealvm_parse_uint(arg, 1, 5000, &a->limit) < 0)
 			return cli_usage_error("--limit '%s': give a whole number from 1 to 5000",
@@ -265,46 +258,9 @@ static int kms_opt(int c, const char *arg, void *userdata)
 					       strlen(arg));
 		a->aad[a->n_aad++] = arg;
 		return 0;
-	case OPT_INSTANCE:
-		slot = &a->instance;
-		break;
-	case OPT_DESCRIPTION:
-		slot = &a->description;
-		break;
-	case OPT_EXPIRATION_DATE:
-		slot = &a->expiration_date;
-		break;
-	case OPT_KEY_FILE:
-		slot = &a->key_file;
-		break;
-	case OPT_STATE:
-		slot = &a->state;
-		break;
-	case OPT_PAYLOAD_OUT:
-		slot = &a->payload_out;
-		break;
-	case OPT_DEK_FILE:
-		slot = &a->dek_file;
-		break;
-	case OPT_DEK_OUT:
-		slot = &a->dek_out;
-		break;
-	case OPT_WDEK_FILE:
-		slot = &a->wdek_file;
-		break;
-	case OPT_OUT:
-		slot = &a->out;
-		break;
-	case OPT_REWRAPPED_OUT:
-		slot = &a->rewrapped_out;
-		break;
 	default:
 		return -1;
 	}
-	if (!*arg)
-		return cli_usage_error("an option has an empty value; give a non-empty one");
-	*slot = arg;
-	return 0;
 }
 
 /* A GUID goes into a header: only letters, digits and '-', so nothing can be smuggled. */
@@ -321,23 +277,34 @@ static bool header_safe(const char *s)
 }
 
 /*
- * Parses options and exactly @npos positional arguments; resolves the instance. Returns 1
- * with *ret_exit set when the command must not run.
+ * Parses the options (--instance, --json and those of @accept, a 0-terminated list of OPT_
+ * values; NULL for none) and exactly @npos positional arguments, the first in a->key; resolves
+ * the instance. Returns 1 with *ret_exit set when the command must not run.
  */
-static int parse(int argc, char **argv, const struct option *opts, struct kms_args *a, int npos,
+static int parse(int argc, char **argv, const int *accept, struct kms_args *a, int npos,
 		 const char *posname, int *ret_exit)
 {
+	struct option opts[ELEMENTSOF(kms_options) + 1] = {0};
+	size_t n = 0;
+
 	kms_init();
+	for (size_t i = 0; i < ELEMENTSOF(kms_options); i++) {
+		const struct kms_option *o = &kms_options[i];
+		bool take = o->id == OPT_INSTANCE || o->id == OPT_JSON;
+
+		for (const int *p = accept; p && *p && !take; p++)
+			take = *p == o->id;
+		if (!take)
+			continue;
+		opts[n].name = o->name;
+		opts[n].has_arg = o->kind == FLAG ? no_argument : required_argument;
+		opts[n++].val = o->id;
+	}
 	if (cli_parse(argc, argv, "", opts, kms_opt, a, ret_exit))
 		return 1;
-	if (argc - optind < npos) {
-		*ret_exit = cli_usage_error("missing %s", posname);
+	if ((*ret_exit = cli_check_positionals(argc, argv, npos, posname)) != 0)
 		return 1;
-	}
-	if (argc - optind > npos) {
-		*ret_exit = cli_usage_error("unexpected argument '%s'", argv[optind + npos]);
-		return 1;
-	}
+	a->key = npos > 0 ? argv[optind] : NULL;
 	if (!a->instance) {
 		const char *env = getenv("SEALVM_KMS_INSTANCE");
 		a->instance = env && *env ? env : NULL;
@@ -357,34 +324,33 @@ static int parse(int argc, char **argv, const struct option *opts, struct kms_ar
 	return 0;
 }
 
-static int oom(void)
-{
-	cli_error("out of memory");
-	return EXIT_FAIL;
-}
-
 /* ---- requests ------------------------------------------------------------------------------- */
 
 /*
  * METHOD /api/v2PATH with the instance header (and `prefer: return=representation` when
- * @prefer). *@ret_json as cli_api.
+ * @prefer). A body goes as Key Protect's media type for key actions ("/actions/" in @path)
+ * and new keys (POST /keys), else as JSON. *@ret_json as cli_api.
  */
 static int kms_call(struct cli_client *c, const struct kms_args *a, const char *method,
-		    const char *path, const char *media, const json_t *body, bool prefer,
-		    json_t **ret_json)
+		    const char *path, const json_t *body, bool prefer, json_t **ret_json)
 {
 	_cleanup_free_ char *inst = NULL, *full = NULL;
-	const char *headers[3] = {0};
+	const char *headers[3] = {0}, *media = NULL;
 	json_t *j = NULL;
 	int ex;
 
+	if (strstr(path, "/actions/"))
+		media = ACTION_MEDIA;
+	else if (!strcmp(path, "/keys"))
+		media = KEY_MEDIA;
+
 	if (asprintf(&inst, "bluemix-instance: %s", a->instance) < 0) {
 		inst = NULL;
-		return oom();
+		return cli_oom();
 	}
 	if (asprintf(&full, "/api/v2%s", path) < 0) {
 		full = NULL;
-		return oom();
+		return cli_oom();
 	}
 	headers[0] = inst;
 	if (prefer)
@@ -399,15 +365,25 @@ static int kms_call(struct cli_client *c, const struct kms_args *a, const char *
 	return 0;
 }
 
-/* "/keys/ESCAPED(id)suffix", or NULL. */
-static char *key_path(const char *id, const char *suffix)
+/* kms_call on the command's key: METHOD /api/v2/keys/ESCAPED(a->key)@suffix. */
+static int key_call(struct cli_client *c, const struct kms_args *a, const char *method,
+		    const char *suffix, const json_t *body, bool prefer, json_t **ret_json)
 {
-	char *esc = curl_easy_escape(NULL, id, 0), *p = NULL;
+	_cleanup_free_ char *path = cli_id_path("/keys", a->key, suffix);
 
-	if (esc && asprintf(&p, "/keys/%s%s", esc, suffix) < 0)
-		p = NULL;
-	curl_free(esc);
-	return p;
+	if (!path)
+		return cli_oom();
+	return kms_call(c, a, method, path, body, prefer, ret_json);
+}
+
+/* A JSON array of the strings @v[0..n). */
+static json_t *strings_json(const char *const *v, size_t n)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n; i++)
+		json_array_append_new(arr, json_string(v[i]));
+	return arr;
 }
 
 /* The Key Protect collection envelope around one resource; steals @res. NULL on ENOMEM. */
@@ -425,22 +401,19 @@ static json_t *first_resource(const json_t *j)
 	return json_array_get(json_object_get(j, "resources"), 0);
 }
 
+/* The id of the key version in @member of @j (borrowed), or "?". */
+static const char *version_of(const json_t *j, const char *member)
+{
+	return json_string_value(json_object_get(json_object_get(j, member), "id")) ?: "?";
+}
+
 static const char *state_name(json_int_t s)
 {
-	switch (s) {
-	case 0:
-		return "Pre-activation";
-	case 1:
-		return "Active";
-	case 2:
-		return "Suspended";
-	case 3:
-		return "Deactivated";
-	case 5:
-		return "Destroyed";
-	default:
-		return "unknown";
-	}
+	static const char *const names[] = {
+		"Pre-activation", "Active", "Suspended", "Deactivated", NULL, "Destroyed",
+	};
+
+	return s >= 0 && s < (json_int_t)ELEMENTSOF(names) && names[s] ? names[s] : "unknown";
 }
 
 /* Adds "stateName" and "kind" next to the numeric fields, for people (not in --json). */
@@ -560,7 +533,7 @@ static int read_material(const char *path, bool raw, bool standard, struct sealv
 			return EXIT_FAIL;
 		}
 		if (sealvm_secret_new(sealvm_b64_decoded_max(f->len), &m) < 0)
-			return oom();
+			return cli_oom();
 		n = sealvm_b64_decode((const char *)f->data, f->len, m->data, false);
 		if (n < 0) {
 			cli_error("key file '%s' is not base64 [KEY_MATERIAL_NOT_BASE64]", path);
@@ -606,7 +579,7 @@ static int read_wdek(const char *path, char **ret)
 	size_t len = 0;
 
 	if (!buf)
-		return oom();
+		return cli_oom();
 	fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY) : dup(STDIN_FILENO);
 	if (fd < 0) {
 		cli_error("cannot read WDEK file '%s': %s [FILE_UNREADABLE]", path,
@@ -695,7 +668,7 @@ static int write_wdek(const char *path, const char *ct)
 	_cleanup_free_ char *line = NULL;
 
 	if (asprintf(&line, "%s\n", ct) < 0)
-		return oom();
+		return cli_oom();
 	return write_out("WDEK", path, line, strlen(line));
 }
 
@@ -734,12 +707,8 @@ static json_t *key_resource(const struct kms_args *a, const char *name)
 		json_object_set_new(k, "description", json_string(a->description));
 	if (a->expiration_date)
 		json_object_set_new(k, "expirationDate", json_string(a->expiration_date));
-	if (a->n_aliases) {
-		json_t *al = json_array();
-		for (size_t i = 0; i < a->n_aliases; i++)
-			json_array_append_new(al, json_string(a->aliases[i]));
-		json_object_set_new(k, "aliases", al);
-	}
+	if (a->n_aliases)
+		json_object_set_new(k, "aliases", strings_json(a->aliases, a->n_aliases));
 	return k;
 }
 
@@ -750,8 +719,8 @@ static int post_key(struct cli_client *c, const struct kms_args *a, json_t *res)
 	int ex;
 
 	if (!body)
-		return oom();
-	if ((ex = kms_call(c, a, "POST", "/keys", KEY_MEDIA, body, true, &j)) != 0)
+		return cli_oom();
+	if ((ex = kms_call(c, a, "POST", "/keys", body, true, &j)) != 0)
 		return ex;
 	if (!first_resource(j)) {
 		json_decref(j);
@@ -763,9 +732,8 @@ static int post_key(struct cli_client *c, const struct kms_args *a, json_t *res)
 
 int cmd_kms_key_create(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE, O_STANDARD, O_DESCRIPTION, O_EXPIRATION_DATE, O_ALIAS, O_JSON, {0},
-	};
+	static const int opts[] = {OPT_STANDARD, OPT_DESCRIPTION, OPT_EXPIRATION_DATE, OPT_ALIAS,
+				   0};
 	struct kms_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
 	json_t *res;
@@ -774,7 +742,7 @@ int cmd_kms_key_create(int argc, char **argv)
 	if (parse(argc, argv, opts, &a, 1, "NAME", &ex))
 		return ex;
 	if (!(res = key_resource(&a, argv[optind])))
-		return oom();
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) != 0) {
 		json_decref(res);
 		return ex;
@@ -885,11 +853,11 @@ static int secure_members(struct cli_client *c, const struct kms_args *a,
 	if (a->new_token) {
 		_cleanup_json_ json_t *body = json_object();
 		if (!body)
-			return oom();
-		if ((ex = kms_call(c, a, "POST", "/import_token", NULL, body, false, NULL)) != 0)
+			return cli_oom();
+		if ((ex = kms_call(c, a, "POST", "/import_token", body, false, NULL)) != 0)
 			return ex;
 	}
-	if ((ex = kms_call(c, a, "GET", "/import_token", NULL, NULL, false, &tok)) != 0)
+	if ((ex = kms_call(c, a, "GET", "/import_token", NULL, false, &tok)) != 0)
 		return ex;
 	pub_b64 = json_string_value(json_object_get(tok, "payload"));
 	nonce_b64 = json_string_value(json_object_get(tok, "nonce"));
@@ -913,14 +881,14 @@ static int secure_members(struct cli_client *c, const struct kms_args *a,
 	}
 	nonce = malloc(sealvm_b64_decoded_max(strlen(nonce_b64)) + 1);
 	if (!nonce)
-		return oom();
+		return cli_oom();
 	nonce_len = sealvm_b64_decode(nonce_b64, strlen(nonce_b64), nonce, false);
 	if (nonce_len <= 0 || nonce_len > 1024) {
 		cli_error("GET /api/v2/import_token: the nonce is not base64 [BAD_ANSWER]");
 		return EXIT_FAIL;
 	}
 	if (!(enc = malloc((size_t)nonce_len + GCM_TAG_BYTES)))
-		return oom();
+		return cli_oom();
 	if (gcm_encrypt_nonce(m, nonce, (size_t)nonce_len, iv, enc) < 0) {
 		cli_error("cannot encrypt the import token's nonce (AES-GCM) [CRYPTO_FAILED]");
 		return EXIT_FAIL;
@@ -930,15 +898,27 @@ static int secure_members(struct cli_client *c, const struct kms_args *a,
 				b64_json(enc, (size_t)nonce_len + GCM_TAG_BYTES)) < 0 ||
 	    json_object_set_new(res, "iv", b64_json(iv, sizeof(iv))) < 0 ||
 	    json_object_set_new(res, "encryptionAlgorithm", json_string(ENC_ALG)) < 0)
-		return oom();
+		return cli_oom();
+	return 0;
+}
+
+/* Adds the key material @m to @res: with --secure by the import-token exchange, else as is. */
+static int material_members(struct cli_client *c, const struct kms_args *a,
+			    const struct sealvm_secret *m, json_t *res)
+{
+	if (a->secure)
+		return secure_members(c, a, m, res);
+	if (json_object_set_new(res, "payload", b64_json(m->data, m->len)) < 0)
+		return cli_oom();
 	return 0;
 }
 
 int cmd_kms_key_import(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE,    O_KEY_FILE,	  O_RAW,   O_SECURE, O_NEW_TOKEN, O_STANDARD,
-		O_DESCRIPTION, O_EXPIRATION_DATE, O_ALIAS, O_JSON,   {0},
+	static const int opts[] = {
+		OPT_KEY_FILE,	     OPT_RAW,	   OPT_SECURE,
+		OPT_NEW_TOKEN,	     OPT_STANDARD, OPT_DESCRIPTION,
+		OPT_EXPIRATION_DATE, OPT_ALIAS,	   0,
 	};
 	struct kms_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
@@ -959,15 +939,11 @@ int cmd_kms_key_import(int argc, char **argv)
 	if ((ex = read_material(a.key_file, a.raw, a.standard, &m)) != 0)
 		return ex;
 	if (!(res = key_resource(&a, argv[optind])))
-		return oom();
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) != 0)
 		return ex;
-	if (a.secure) {
-		if ((ex = secure_members(c, &a, m, res)) != 0)
-			return ex;
-	} else if (json_object_set_new(res, "payload", b64_json(m->data, m->len)) < 0) {
-		return oom();
-	}
+	if ((ex = material_members(c, &a, m, res)) != 0)
+		return ex;
 	sealvm_secret_free(TAKE_PTR(m));
 	return post_key(c, &a, TAKE_PTR(res));
 }
@@ -1026,14 +1002,7 @@ static char *state_query(const char *s)
 
 int cmd_kms_key_list(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE,
-		{"state", required_argument, NULL, OPT_STATE},
-		{"limit", required_argument, NULL, OPT_LIMIT},
-		{"offset", required_argument, NULL, OPT_OFFSET},
-		O_JSON,
-		{0},
-	};
+	static const int opts[] = {OPT_STATE, OPT_LIMIT, OPT_OFFSET, 0};
 	static const char *const hdr[] = {"ID", "NAME", "KIND", "STATE", "CREATED"};
 	static const char *const keys[] = {"id", "name", "kind", "stateName", "creationDate"};
 	struct kms_args a = {0};
@@ -1048,7 +1017,7 @@ int cmd_kms_key_list(int argc, char **argv)
 	if (a.state && !(states = state_query(a.state)))
 		return EXIT_USAGE;
 	if (!all)
-		return oom();
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) != 0)
 		return ex;
 	/* One page with --limit/--offset; otherwise every page. */
@@ -1060,15 +1029,15 @@ int cmd_kms_key_list(int argc, char **argv)
 		json_t *page = NULL, *res;
 
 		if (!(path = strdup("/keys")))
-			return oom();
+			return cli_oom();
 		snprintf(num, sizeof(num), "%u", limit);
 		if (cli_query_add(&path, "limit", num) < 0)
-			return oom();
+			return cli_oom();
 		snprintf(num, sizeof(num), "%u", offset);
 		if (cli_query_add(&path, "offset", num) < 0 ||
 		    (states && cli_query_add(&path, "state", states) < 0))
-			return oom();
-		if ((ex = kms_call(c, &a, "GET", path, NULL, NULL, false, &page)) != 0)
+			return cli_oom();
+		if ((ex = kms_call(c, &a, "GET", path, NULL, false, &page)) != 0)
 			return ex;
 		res = json_object_get(page, "resources");
 		size_t n = json_array_size(res);
@@ -1094,27 +1063,22 @@ int cmd_kms_key_list(int argc, char **argv)
 
 int cmd_kms_key_show(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE,
-		{"payload-out", required_argument, NULL, OPT_PAYLOAD_OUT},
-		O_JSON,
-		{0},
-	};
+	static const int opts[] = {OPT_PAYLOAD_OUT, 0};
 	struct kms_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
 	_cleanup_free_ char *path = NULL;
 	json_t *j = NULL, *k, *payload;
 	int ex;
 
-	if (parse(argc, argv, opts, &a, 1, "KEY (an ID or alias)", &ex))
+	if (parse(argc, argv, opts, &a, 1, KEY_ARG, &ex))
 		return ex;
 	if ((ex = check_new_output("--payload-out", a.payload_out)) != 0)
 		return ex;
 	/* Without --payload-out, the metadata: the payload never travels unless asked for. */
-	if (!(path = key_path(argv[optind], a.payload_out ? "" : "/metadata")))
-		return oom();
+	if (!(path = cli_id_path("/keys", a.key, a.payload_out ? "" : "/metadata")))
+		return cli_oom();
 	if ((ex = cli_client_open(&c)) != 0 ||
-	    (ex = kms_call(c, &a, "GET", path, NULL, NULL, false, &j)) != 0)
+	    (ex = kms_call(c, &a, "GET", path, NULL, false, &j)) != 0)
 		return ex;
 	k = first_resource(j);
 	if (!k) {
@@ -1128,7 +1092,7 @@ int cmd_kms_key_show(int argc, char **argv)
 			json_decref(j);
 			cli_error("key %s has no payload to write: only standard keys give theirs, "
 				  "and only to ReaderPlus and above [NO_PAYLOAD]",
-				  argv[optind]);
+				  a.key);
 			return EXIT_FAIL;
 		}
 		ex = write_out("payload", a.payload_out, json_string_value(payload),
@@ -1147,26 +1111,21 @@ int cmd_kms_key_show(int argc, char **argv)
 static int key_action(int argc, char **argv, const char *method, const char *suffix,
 		      const char *verb, bool prefer)
 {
-	static const struct option opts[] = {O_INSTANCE, O_JSON, {0}};
 	struct kms_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
-	_cleanup_free_ char *path = NULL;
 	json_t *j = NULL;
 	int ex;
 
-	if (parse(argc, argv, opts, &a, 1, "KEY (an ID or alias)", &ex))
+	if (parse(argc, argv, NULL, &a, 1, KEY_ARG, &ex))
 		return ex;
-	if (!(path = key_path(argv[optind], suffix)))
-		return oom();
 	if ((ex = cli_client_open(&c)) != 0 ||
-	    (ex = kms_call(c, &a, method, path, strstr(suffix, "/actions/") ? ACTION_MEDIA : NULL,
-			   NULL, prefer, &j)) != 0)
+	    (ex = key_call(c, &a, method, suffix, NULL, prefer, &j)) != 0)
 		return ex;
 	if (!first_resource(j)) {
 		if (a.json)
 			cli_print_json(j ? j : json_null());
 		else
-			printf("%s key %s\n", verb, argv[optind]);
+			printf("%s key %s\n", verb, a.key);
 		json_decref(j);
 		return EXIT_OK;
 	}
@@ -1175,31 +1134,23 @@ static int key_action(int argc, char **argv, const char *method, const char *suf
 
 int cmd_kms_key_delete(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE,
-		{"force", no_argument, NULL, OPT_FORCE},
-		O_JSON,
-		{0},
-	};
+	static const int opts[] = {OPT_FORCE, 0};
 	struct kms_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
-	_cleanup_free_ char *path = NULL;
 	json_t *j = NULL;
 	int ex;
 
-	if (parse(argc, argv, opts, &a, 1, "KEY (an ID or alias)", &ex))
+	if (parse(argc, argv, opts, &a, 1, KEY_ARG, &ex))
 		return ex;
-	if (!(path = key_path(argv[optind], a.force ? "?force=true" : "")))
-		return oom();
 	if ((ex = cli_client_open(&c)) != 0 ||
-	    (ex = kms_call(c, &a, "DELETE", path, NULL, NULL, true, &j)) != 0)
+	    (ex = key_call(c, &a, "DELETE", a.force ? "?force=true" : "", NULL, true, &j)) != 0)
 		return ex;
 	if (a.json)
 		return show_key(&a, j);
 	json_decref(j);
 	printf("deleted key %s; 'sealvm kms key restore %s' brings it back within the restore "
 	       "window\n",
-	       argv[optind], argv[optind]);
+	       a.key, a.key);
 	return EXIT_OK;
 }
 
@@ -1220,18 +1171,15 @@ int cmd_kms_key_enable(int argc, char **argv)
 
 int cmd_kms_key_rotate(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE, O_KEY_FILE, O_RAW, O_SECURE, O_NEW_TOKEN, O_JSON, {0},
-	};
+	static const int opts[] = {OPT_KEY_FILE, OPT_RAW, OPT_SECURE, OPT_NEW_TOKEN, 0};
 	struct kms_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
 	_cleanup_secret_ struct sealvm_secret *m = NULL;
 	_cleanup_json_ json_t *body = NULL;
-	_cleanup_free_ char *path = NULL, *mpath = NULL;
 	json_t *j = NULL;
 	int ex;
 
-	if (parse(argc, argv, opts, &a, 1, "KEY (an ID or alias)", &ex))
+	if (parse(argc, argv, opts, &a, 1, KEY_ARG, &ex))
 		return ex;
 	if (a.secure && !a.key_file)
 		return cli_usage_error("--secure needs --key-file: the new key material");
@@ -1239,55 +1187,42 @@ int cmd_kms_key_rotate(int argc, char **argv)
 		return cli_usage_error("--new-token goes with --secure");
 	if (a.key_file && (ex = read_material(a.key_file, a.raw, false, &m)) != 0)
 		return ex;
-	if (!(path = key_path(argv[optind], "/actions/rotate")) ||
-	    !(mpath = key_path(argv[optind], "/metadata")))
-		return oom();
 	if ((ex = cli_client_open(&c)) != 0)
 		return ex;
 	if (m) {
 		if (!(body = json_object()))
-			return oom();
-		if (a.secure) {
-			if ((ex = secure_members(c, &a, m, body)) != 0)
-				return ex;
-		} else if (json_object_set_new(body, "payload", b64_json(m->data, m->len)) < 0) {
-			return oom();
-		}
+			return cli_oom();
+		if ((ex = material_members(c, &a, m, body)) != 0)
+			return ex;
 		sealvm_secret_free(TAKE_PTR(m));
 	}
-	if ((ex = kms_call(c, &a, "POST", path, ACTION_MEDIA, body, false, NULL)) != 0)
+	if ((ex = key_call(c, &a, "POST", "/actions/rotate", body, false, NULL)) != 0)
 		return ex;
 	json_decref(TAKE_PTR(body)); /* wiped on free: it may hold key material */
 	/* 204 says nothing: show the new version. */
-	if ((ex = kms_call(c, &a, "GET", mpath, NULL, NULL, false, &j)) != 0)
+	if ((ex = key_call(c, &a, "GET", "/metadata", NULL, false, &j)) != 0)
 		return ex;
 	if (a.json)
 		return show_key(&a, j);
-	printf("rotated key %s; new version %s\n", argv[optind],
-	       json_string_value(
-		       json_object_get(json_object_get(first_resource(j), "keyVersion"), "id"))
-		       ?: "?");
+	printf("rotated key %s; new version %s\n", a.key,
+	       version_of(first_resource(j), "keyVersion"));
 	json_decref(j);
 	return EXIT_OK;
 }
 
 int cmd_kms_key_versions(int argc, char **argv)
 {
-	static const struct option opts[] = {O_INSTANCE, O_JSON, {0}};
 	static const char *const hdr[] = {"VERSION", "CREATED"};
 	static const char *const keys[] = {"id", "creationDate"};
 	struct kms_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
-	_cleanup_free_ char *path = NULL;
 	json_t *j = NULL;
 	int ex;
 
-	if (parse(argc, argv, opts, &a, 1, "KEY (an ID or alias)", &ex))
+	if (parse(argc, argv, NULL, &a, 1, KEY_ARG, &ex))
 		return ex;
-	if (!(path = key_path(argv[optind], "/versions")))
-		return oom();
 	if ((ex = cli_client_open(&c)) != 0 ||
-	    (ex = kms_call(c, &a, "GET", path, NULL, NULL, false, &j)) != 0)
+	    (ex = key_call(c, &a, "GET", "/versions", NULL, false, &j)) != 0)
 		return ex;
 	if (a.json)
 		cli_print_json(j ? j : json_null());
@@ -1300,41 +1235,56 @@ int cmd_kms_key_versions(int argc, char **argv)
 /* ---- wrap, unwrap, rewrap ---------------------------------------------------------------------
  */
 
-static json_t *aad_array(const struct kms_args *a)
+/*
+ * POST /api/v2/keys/KEY@suffix with @body, which gains the --aad values, on a client of its
+ * own. *@ret_json the answer. Reports; EXIT_FAIL or 0.
+ */
+static int dek_action(const struct kms_args *a, const char *suffix, json_t *body, json_t **ret_json)
 {
-	json_t *arr = json_array();
+	_cleanup_client_ struct cli_client *c = NULL;
+	int ex;
 
-	for (size_t i = 0; arr && i < a->n_aad; i++)
-		json_array_append_new(arr, json_string(a->aad[i]));
-	return arr;
+	if (a->n_aad && json_object_set_new(body, "aad", strings_json(a->aad, a->n_aad)) < 0)
+		return cli_oom();
+	if ((ex = cli_client_open(&c)) != 0)
+		return ex;
+	return key_call(c, a, "POST", suffix, body, false, ret_json);
 }
 
-static const char *version_of(const json_t *j, const char *member)
+/* The `ciphertext` of a wrap or rewrap answer (borrowed); NULL, reported, when it has none. */
+static const char *answer_ciphertext(const json_t *j)
 {
-	return json_string_value(json_object_get(json_object_get(j, member), "id")) ?: "?";
+	const char *ct = json_string_value(json_object_get(j, "ciphertext"));
+
+	if (!ct)
+		cli_error("the answer has no ciphertext [BAD_ANSWER]");
+	return ct;
+}
+
+/* The request body {"ciphertext": WDEK} of unwrap and rewrap, from the --wdek-file. */
+static int wdek_body(const struct kms_args *a, json_t **ret)
+{
+	_cleanup_free_ char *wdek = NULL;
+	int ex;
+
+	if ((ex = read_wdek(a->wdek_file, &wdek)) != 0)
+		return ex;
+	if (!(*ret = json_pack("{s:s}", "ciphertext", wdek)))
+		return cli_oom();
+	return 0;
 }
 
 int cmd_kms_wrap(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE,
-		{"dek-file", required_argument, NULL, OPT_DEK_FILE},
-		{"dek-out", required_argument, NULL, OPT_DEK_OUT},
-		{"out", required_argument, NULL, OPT_OUT},
-		O_AAD,
-		O_JSON,
-		{0},
-	};
+	static const int opts[] = {OPT_DEK_FILE, OPT_DEK_OUT, OPT_OUT, OPT_AAD, 0};
 	struct kms_args a = {0};
 	struct sealvm_err err = SEALVM_ERR_INIT;
-	_cleanup_client_ struct cli_client *c = NULL;
 	_cleanup_secret_ struct sealvm_secret *dek = NULL;
 	_cleanup_json_ json_t *body = NULL, *j = NULL;
-	_cleanup_free_ char *path = NULL;
 	const char *ct;
 	int ex, r;
 
-	if (parse(argc, argv, opts, &a, 1, "KEY (a root key's ID or alias)", &ex))
+	if (parse(argc, argv, opts, &a, 1, ROOT_KEY_ARG, &ex))
 		return ex;
 	if (!!a.dek_file == !!a.dek_out)
 		return cli_usage_error("give --dek-file FILE (wrap that DEK) or --dek-out FILE "
@@ -1347,21 +1297,15 @@ int cmd_kms_wrap(int argc, char **argv)
 		return ex;
 	if (a.dek_file && (r = sealvm_dek_read_file(a.dek_file, &dek, &err)) < 0)
 		return cli_fail(&err, r);
-	if (!(body = json_object()) || !(path = key_path(argv[optind], "/actions/wrap")))
-		return oom();
+	if (!(body = json_object()))
+		return cli_oom();
 	if (dek && json_object_set_new(body, "plaintext",
 				       json_stringn((const char *)dek->data, dek->len)) < 0)
-		return oom();
-	if (a.n_aad && json_object_set_new(body, "aad", aad_array(&a)) < 0)
-		return oom();
-	if ((ex = cli_client_open(&c)) != 0 ||
-	    (ex = kms_call(c, &a, "POST", path, ACTION_MEDIA, body, false, &j)) != 0)
+		return cli_oom();
+	if ((ex = dek_action(&a, "/actions/wrap", body, &j)) != 0)
 		return ex;
-	ct = json_string_value(json_object_get(j, "ciphertext"));
-	if (!ct) {
-		cli_error("the answer has no ciphertext [BAD_ANSWER]");
+	if (!(ct = answer_ciphertext(j)))
 		return EXIT_FAIL;
-	}
 	if (a.dek_out) {
 		if ((ex = write_dek(a.dek_out, json_object_get(j, "plaintext"))) != 0)
 			return ex;
@@ -1378,36 +1322,25 @@ int cmd_kms_wrap(int argc, char **argv)
 		/* with --dek-out -, stdout holds the DEK alone */
 		fprintf(a.dek_out && !strcmp(a.dek_out, "-") ? stderr : stdout,
 			"wrapped %sunder key %s version %s; WDEK in %s\n",
-			a.dek_out ? "a new DEK " : "", argv[optind], version_of(j, "keyVersion"),
-			a.out);
+			a.dek_out ? "a new DEK " : "", a.key, version_of(j, "keyVersion"), a.out);
 	} else {
 		/* the WDEK alone on stdout, the details on stderr: `> FILE` keeps only the WDEK */
 		printf("%s\n", ct);
 		fprintf(stderr, "wrapped %sunder key %s version %s\n",
-			a.dek_out ? "a new DEK " : "", argv[optind], version_of(j, "keyVersion"));
+			a.dek_out ? "a new DEK " : "", a.key, version_of(j, "keyVersion"));
 	}
 	return EXIT_OK;
 }
 
 int cmd_kms_unwrap(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE,
-		{"wdek-file", required_argument, NULL, OPT_WDEK_FILE},
-		{"dek-out", required_argument, NULL, OPT_DEK_OUT},
-		{"rewrapped-out", required_argument, NULL, OPT_REWRAPPED_OUT},
-		O_AAD,
-		O_JSON,
-		{0},
-	};
+	static const int opts[] = {OPT_WDEK_FILE, OPT_DEK_OUT, OPT_REWRAPPED_OUT, OPT_AAD, 0};
 	struct kms_args a = {0};
-	_cleanup_client_ struct cli_client *c = NULL;
 	_cleanup_json_ json_t *body = NULL, *j = NULL;
-	_cleanup_free_ char *path = NULL, *wdek = NULL;
 	const char *rewrapped;
 	int ex;
 
-	if (parse(argc, argv, opts, &a, 1, "KEY (a root key's ID or alias)", &ex))
+	if (parse(argc, argv, opts, &a, 1, ROOT_KEY_ARG, &ex))
 		return ex;
 	if (!a.wdek_file || !a.dek_out)
 		return cli_usage_error("give --wdek-file FILE (the wrapped DEK) and --dek-out FILE "
@@ -1416,19 +1349,11 @@ int cmd_kms_unwrap(int argc, char **argv)
 		return cli_usage_error("--dek-out - writes the DEK alone to standard output: "
 				       "no --json with it");
 	if ((ex = check_new_output("--dek-out", a.dek_out)) != 0 ||
-	    (ex = check_new_output("--rewrapped-out", a.rewrapped_out)) != 0)
+	    (ex = check_new_output("--rewrapped-out", a.rewrapped_out)) != 0 ||
+	    (ex = wdek_body(&a, &body)) != 0)
 		return ex;
-	if ((ex = read_wdek(a.wdek_file, &wdek)) != 0)
-		return ex;
-	if (!(path = key_path(argv[optind], "/actions/unwrap")) ||
-	    !(body = json_pack("{s:s}", "ciphertext", wdek)))
-		return oom();
-	if (a.n_aad && json_object_set_new(body, "aad", aad_array(&a)) < 0)
-		return oom();
-	if ((ex = cli_client_open(&c)) != 0 ||
-	    (ex = kms_call(c, &a, "POST", path, ACTION_MEDIA, body, false, &j)) != 0)
-		return ex;
-	if ((ex = write_dek(a.dek_out, json_object_get(j, "plaintext"))) != 0)
+	if ((ex = dek_action(&a, "/actions/unwrap", body, &j)) != 0 ||
+	    (ex = write_dek(a.dek_out, json_object_get(j, "plaintext"))) != 0)
 		return ex;
 	json_object_del(j, "plaintext");
 	rewrapped = json_object_get(j, "rewrappedKeyVersion")
@@ -1442,7 +1367,7 @@ int cmd_kms_unwrap(int argc, char **argv)
 	}
 	/* With --dek-out -, stdout holds the DEK alone: the report goes to stderr. */
 	FILE *rep = strcmp(a.dek_out, "-") ? stdout : stderr;
-	fprintf(rep, "unwrapped with key %s version %s; DEK in %s\n", argv[optind],
+	fprintf(rep, "unwrapped with key %s version %s; DEK in %s\n", a.key,
 		version_of(j, "keyVersion"),
 		strcmp(a.dek_out, "-") ? a.dek_out : "standard output");
 	if (rewrapped)
@@ -1457,55 +1382,33 @@ int cmd_kms_unwrap(int argc, char **argv)
 
 int cmd_kms_rewrap(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE,
-		{"wdek-file", required_argument, NULL, OPT_WDEK_FILE},
-		{"out", required_argument, NULL, OPT_OUT},
-		O_AAD,
-		O_JSON,
-		{0},
-	};
+	static const int opts[] = {OPT_WDEK_FILE, OPT_OUT, OPT_AAD, 0};
 	struct kms_args a = {0};
-	_cleanup_client_ struct cli_client *c = NULL;
 	_cleanup_json_ json_t *body = NULL, *j = NULL;
-	_cleanup_free_ char *path = NULL, *wdek = NULL;
 	const char *ct;
 	int ex;
 
-	if (parse(argc, argv, opts, &a, 1, "KEY (a root key's ID or alias)", &ex))
+	if (parse(argc, argv, opts, &a, 1, ROOT_KEY_ARG, &ex))
 		return ex;
 	if (!a.wdek_file)
 		return cli_usage_error("give --wdek-file FILE: the wrapped DEK to rewrap");
-	if ((ex = check_new_output("--out", a.out)) != 0 ||
-	    (ex = read_wdek(a.wdek_file, &wdek)) != 0)
-		return ex;
-	if (!(path = key_path(argv[optind], "/actions/rewrap")) ||
-	    !(body = json_pack("{s:s}", "ciphertext", wdek)))
-		return oom();
-	if (a.n_aad && json_object_set_new(body, "aad", aad_array(&a)) < 0)
-		return oom();
-	if ((ex = cli_client_open(&c)) != 0 ||
-	    (ex = kms_call(c, &a, "POST", path, ACTION_MEDIA, body, false, &j)) != 0)
+	if ((ex = check_new_output("--out", a.out)) != 0 || (ex = wdek_body(&a, &body)) != 0 ||
+	    (ex = dek_action(&a, "/actions/rewrap", body, &j)) != 0)
 		return ex;
 	json_object_del(j, "plaintext"); /* Key Protect sends none; never print one */
-	ct = json_string_value(json_object_get(j, "ciphertext"));
-	if (!ct) {
-		cli_error("the answer has no ciphertext [BAD_ANSWER]");
+	if (!(ct = answer_ciphertext(j)))
 		return EXIT_FAIL;
-	}
 	if (a.out && (ex = write_wdek(a.out, ct)) != 0)
 		return ex;
 	if (a.json) {
 		cli_print_json(j);
 	} else if (a.out) {
-		printf("rewrapped under key %s version %s (was version %s); WDEK in %s\n",
-		       argv[optind], version_of(j, "rewrappedKeyVersion"),
-		       version_of(j, "keyVersion"), a.out);
+		printf("rewrapped under key %s version %s (was version %s); WDEK in %s\n", a.key,
+		       version_of(j, "rewrappedKeyVersion"), version_of(j, "keyVersion"), a.out);
 	} else {
 		printf("%s\n", ct);
-		fprintf(stderr, "rewrapped under key %s version %s (was version %s)\n",
-			argv[optind], version_of(j, "rewrappedKeyVersion"),
-			version_of(j, "keyVersion"));
+		fprintf(stderr, "rewrapped under key %s version %s (was version %s)\n", a.key,
+			version_of(j, "rewrappedKeyVersion"), version_of(j, "keyVersion"));
 	}
 	return EXIT_OK;
 }
@@ -1514,13 +1417,7 @@ int cmd_kms_rewrap(int argc, char **argv)
 
 int cmd_kms_import_token_create(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		O_INSTANCE,
-		{"expiration", required_argument, NULL, OPT_EXPIRATION},
-		{"max-retrievals", required_argument, NULL, OPT_MAX_RETRIEVALS},
-		O_JSON,
-		{0},
-	};
+	static const int opts[] = {OPT_EXPIRATION, OPT_MAX_RETRIEVALS, 0};
 	struct kms_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
 	_cleanup_json_ json_t *body = json_object();
@@ -1530,13 +1427,13 @@ int cmd_kms_import_token_create(int argc, char **argv)
 	if (parse(argc, argv, opts, &a, 0, "", &ex))
 		return ex;
 	if (!body)
-		return oom();
+		return cli_oom();
 	if (a.have_token_expiration)
 		json_object_set_new(body, "expiration", json_integer(a.token_expiration));
 	if (a.have_max_retrievals)
 		json_object_set_new(body, "maxAllowedRetrievals", json_integer(a.max_retrievals));
 	if ((ex = cli_client_open(&c)) != 0 ||
-	    (ex = kms_call(c, &a, "POST", "/import_token", NULL, body, false, &j)) != 0)
+	    (ex = kms_call(c, &a, "POST", "/import_token", body, false, &j)) != 0)
 		return ex;
 	if (a.json)
 		cli_print_json(j ? j : json_null());
@@ -1548,16 +1445,15 @@ int cmd_kms_import_token_create(int argc, char **argv)
 
 int cmd_kms_import_token_show(int argc, char **argv)
 {
-	static const struct option opts[] = {O_INSTANCE, O_JSON, {0}};
 	struct kms_args a = {0};
 	_cleanup_client_ struct cli_client *c = NULL;
 	_cleanup_json_ json_t *j = NULL;
 	int ex;
 
-	if (parse(argc, argv, opts, &a, 0, "", &ex))
+	if (parse(argc, argv, NULL, &a, 0, "", &ex))
 		return ex;
 	if ((ex = cli_client_open(&c)) != 0 ||
-	    (ex = kms_call(c, &a, "GET", "/import_token", NULL, NULL, false, &j)) != 0)
+	    (ex = kms_call(c, &a, "GET", "/import_token", NULL, false, &j)) != 0)
 		return ex;
 	if (a.json) {
 		cli_print_json(j ? j : json_null());

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * util.c — shared plumbing of the CLI: messages, option parsing, JSON output.
+ * util.c — shared plumbing of the CLI: messages, option and argument parsing,
+ * request paths, JSON output.
  *
  * Messages go to stderr and name the command; they are built from error
  * records that never carry secrets.
@@ -8,6 +9,8 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <string.h>
+
+#include <curl/curl.h>
 
 #include "cli.h"
 
@@ -41,6 +44,12 @@ int cli_usage_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int cli_oom(void)
+{
+	cli_error("out of memory");
+	return EXIT_FAIL;
+}
+
 int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
 	      int (*on_opt)(int c, const char *arg, void *userdata), void *userdata, int *ret_exit)
 {
@@ -69,6 +78,25 @@ int cli_parse(int argc, char **argv, const char *shortopts, const struct option 
 		}
 	}
 	return 0;
+}
+
+int cli_check_positionals(int argc, char **argv, int npos, const char *posname)
+{
+	if (argc - optind < npos)
+		return cli_usage_error("missing %s", posname);
+	if (argc - optind > npos)
+		return cli_usage_error("unexpected argument '%s'", argv[optind + npos]);
+	return 0;
+}
+
+char *cli_id_path(const char *prefix, const char *id, const char *suffix)
+{
+	char *esc = curl_easy_escape(NULL, id, 0), *p = NULL;
+
+	if (esc && asprintf(&p, "%s/%s%s", prefix, esc, suffix) < 0)
+		p = NULL;
+	curl_free(esc);
+	return p;
 }
 
 int cli_print_json(const json_t *v)

@@ -55,7 +55,7 @@
 #define SIGV4_SERVICE_MAX 32		 /* characters, [a-z0-9-] */
 #define SIGV4_AUTH_HEADER_MAX 8192	 /* characters of an Authorization header */
 #define SIGV4_SIGNED_HEADERS_MAX 64	 /* names in SignedHeaders */
-#define SIGV4_QUERY_PARAMS_MAX 256	 /* parameters in a query string */
+#define SIGV4_QUERY_PARAMS_MAX 128	 /* parameters in a query string (= S3_QUERY_PARAMS_MAX) */
 #define SIGV4_CANONICAL_MAX (256 * 1024) /* bytes of a canonical request */
 #define SIGV4_TRAILER_NAME_MAX 31	 /* "x-amz-checksum-crc32c" and friends */
 
@@ -287,8 +287,10 @@ void sigv4_signed_done(struct sigv4_signed *s);
  * the SIGV4_*PAYLOAD* constants); the caller sends all of them, with the
  * values given. No header may be given twice, nor be host, x-amz-date,
  * x-amz-content-sha256 or authorization, and the URL's query may not carry
- * presigning parameters (X-Amz-Algorithm/-Credential/-Signature). Errors:
- * -EINVAL (bad URL, header or payload hash), -E2BIG, -ENOMEM, -EIO.
+ * presigning parameters (X-Amz-Algorithm/-Credential/-Signature). The query
+ * that is sent must be one s3_query_parse reads (at most S3_QUERY_MAX
+ * characters and S3_QUERY_PARAMS_MAX parameters once normalised, no %00).
+ * Errors: -EINVAL (bad URL, header or payload hash), -E2BIG, -ENOMEM, -EIO.
  */
 int sigv4_sign(const char *method, const char *url, const struct sigv4_header *headers,
 	       size_t n_headers, const char *payload_hash, const struct sigv4_credentials *cred,

@@ -1406,6 +1406,22 @@ nomem:
 	return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
 }
 
+/*
+ * What we send must be readable by the verifier and the server's query
+ * parser: refuse a final query that s3_query_parse would refuse.
+ */
+static int check_wire_query(const char *query, struct sealvm_err *err)
+{
+	struct s3_query q;
+	struct sealvm_err e = SEALVM_ERR_INIT;
+	int r = s3_query_parse(query, &q, &e);
+	if (r < 0)
+		return sealvm_err_set(err, r, "BAD_URL", "the query to sign cannot be sent: %s",
+				      e.message);
+	s3_query_done(&q);
+	return 0;
+}
+
 static bool payload_hash_ok(const char *h)
 {
 	if (!h)
@@ -1643,6 +1659,9 @@ int sigv4_sign(const char *method, const char *url, const struct sigv4_header *h
 			    err);
 	if (r < 0)
 		goto out;
+	r = check_wire_query(cquery, err);
+	if (r < 0)
+		goto out;
 	r = sign_canonical(method, cpath, cquery, false, h, n, signed_headers, payload_hash,
 			   out.amz_date, out.scope, cred, service, out.signature, err);
 	if (r < 0)
@@ -1757,6 +1776,9 @@ int sigv4_presign(const char *method, const char *url, const struct sigv4_header
 		r = sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
 		goto out;
 	}
+	r = check_wire_query(strchr(out + strlen(u.scheme) + 3, '?') + 1, err);
+	if (r < 0)
+		goto out;
 	*ret = TAKE_PTR(out);
 	r = 0;
 out:

@@ -422,12 +422,12 @@ static void test_time_alias_crn(void **state)
 	assert_string_equal(i1, inst);
 	assert_string_equal(k1, "12345678-1234-4234-8234-123456789abc");
 	const char *bad_crn[] = {"", "crn:v1:x",
-				 "crn:v1:sealvm:local:cloud-object-storage:us-south:a/x:"
-				 "12345678-1234-4234-8234-123456789abc:key:"
-				 "12345678-1234-4234-8234-123456789abc",
+				 ("crn:v1:sealvm:local:cloud-object-storage:us-south:a/x:"
+				  "12345678-1234-4234-8234-123456789abc:key:"
+				  "12345678-1234-4234-8234-123456789abc"),
 				 "crn:v1:sealvm:local:kms:us-south:a/x:inst:key:key",
-				 "crn:v1:sealvm:local:kms:us-south:a/x:12345678-1234-4234-8234-"
-				 "123456789abc:key:12345678-1234-4234-8234-123456789abc:extra"};
+				 ("crn:v1:sealvm:local:kms:us-south:a/x:12345678-1234-4234-8234-"
+				  "123456789abc:key:12345678-1234-4234-8234-123456789abc:extra")};
 	for (size_t i = 0; i < ELEMENTSOF(bad_crn); i++) {
 		struct sealvm_err err = SEALVM_ERR_INIT;
 		assert_int_equal(kms_key_crn_parse(bad_crn[i], i1, k1, &err), -EINVAL);

@@ -168,7 +168,7 @@ static void test_aws_get_object(void **state)
 	/* The body must then hash to the declared value. */
 	unsigned char empty[32], other[32] = {1};
 	for (int i = 0; i < 32; i++)
-		sscanf(EMPTY + 2 * i, "%2hhx", &empty[i]);
+		sscanf(&EMPTY[2 * i], "%2hhx", &empty[i]);
 	assert_int_equal(sigv4_check_payload(&auth, empty, &err), 0);
 	assert_int_equal(sigv4_check_payload(&auth, other, &err), -EBADMSG);
 	assert_string_equal(err.reason, "XAmzContentSHA256Mismatch");
@@ -1104,6 +1104,26 @@ static void test_sign_bad_input(void **state)
 				       &url, &err),
 			 -EINVAL);
 	assert_null(url);
+	/*
+	 * Nothing is signed that the verifier could not read back: a query the
+	 * presigning parameters push over the parameter limit, an encoded NUL.
+	 */
+	{
+		char big[2048] = "http://h/x?";
+		for (int i = 0; i < SIGV4_QUERY_PARAMS_MAX - 3; i++)
+			strcat(big, "p=1&");
+		sealvm_err_clear(&err);
+		assert_int_equal(sigv4_presign("GET", big, NULL, 0, &cred, now, 60, &url, &err),
+				 -E2BIG);
+		assert_null(url);
+		sealvm_err_clear(&err);
+		assert_int_equal(sigv4_sign("GET", big, NULL, 0, EMPTY, &cred, now, &s, &err), 0);
+		sigv4_signed_done(&s);
+		sealvm_err_clear(&err);
+		assert_int_equal(
+			sigv4_sign("GET", "http://h/x?a=%00", NULL, 0, EMPTY, &cred, now, &s, &err),
+			-EINVAL);
+	}
 	sealvm_secret_free(sk);
 }
 
