@@ -174,6 +174,17 @@ bool kms_uuid_valid(const char *s)
 	return true;
 }
 
+void *kms_grow(void *v, size_t n, size_t *cap, size_t size)
+{
+	if (n < *cap)
+		return v;
+	size_t more = *cap ? *cap * 2 : 8;
+	void *p = realloc(v, more * size);
+	if (p)
+		*cap = more;
+	return p;
+}
+
 /* ---- the state machine ------------------------------------------------------------------------
  */
 
@@ -659,13 +670,9 @@ void kms_call_done(struct kms_call *c)
 	c->request_data = c->response_data = NULL;
 }
 
-/*
- * The in-process start of a call: the instance in the principal's account,
- * the key, the target, and the same decision the ladder asks for over HTTP.
- */
-static int call_begin(struct kms_call *c, struct kms *kms, const struct sealvm_principal *p,
-		      const char *instance, const char *key, const char *iam_action,
-		      const char *audit_action, struct kms_key *ret_key, struct sealvm_err *err)
+int kms_call_begin(struct kms_call *c, struct kms *kms, const struct sealvm_principal *p,
+		   const char *instance, const char *key, const char *iam_action,
+		   const char *audit_action, struct kms_key *ret_key, struct sealvm_err *err)
 {
 	memset(c, 0, sizeof(*c));
 	c->kms = kms;
@@ -689,6 +696,15 @@ static int call_begin(struct kms_call *c, struct kms *kms, const struct sealvm_p
 		kms_target(&c->inst, ret_key, &c->target);
 	}
 	return iam_authorize(kms->deps.iam, p, iam_action, &c->target, err);
+}
+
+int kms_call_end(struct kms_call *c, int r, struct sealvm_err *e, struct sealvm_err *err)
+{
+	r = kms_call_finish(c, r, e, e);
+	kms_call_done(c);
+	if (r < 0 && err && !sealvm_err_isset(err))
+		*err = *e;
+	return r;
 }
 
 /* ---- create / import --------------------------------------------------------------------------
@@ -778,7 +794,7 @@ static int create_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 	return kms_call_audit_in_job(j->c, conn, j->c->ok_status ? j->c->ok_status : 201, err);
 }
 
-static const char *principal_id(const struct sealvm_principal *p)
+const char *kms_principal_id(const struct sealvm_principal *p)
 {
 	return p && p->iam_id[0] ? p->iam_id : (p && p->name[0] ? p->name : "unknown");
 }
@@ -853,7 +869,7 @@ int kms_op_create(struct kms_call *c, const struct kms_create_input *in, struct 
 	k->imported = in->payload != NULL;
 	k->state = KMS_ACTIVE;
 	k->created_ms = k->updated_ms = k->action_ms = j.now;
-	snprintf(k->created_by, sizeof(k->created_by), "%s", principal_id(c->p));
+	snprintf(k->created_by, sizeof(k->created_by), "%s", kms_principal_id(c->p));
 	snprintf(k->updated_by, sizeof(k->updated_by), "%s", k->created_by);
 	k->expiration_ms = in->expiration_ms;
 	k->version = 1;
@@ -1098,8 +1114,8 @@ int kms_wrap(struct kms *kms, const struct sealvm_principal *p, const char *inst
 	struct kms_call c;
 	struct kms_key k;
 	struct sealvm_err e = SEALVM_ERR_INIT;
-	int r = call_begin(&c, kms, p, instance, key, "kms.secrets.wrap", "kms.secrets.wrap", &k,
-			   &e);
+	int r = kms_call_begin(&c, kms, p, instance, key, "kms.secrets.wrap", "kms.secrets.wrap",
+			       &k, &e);
 	memset(ret, 0, sizeof(*ret));
 	if (r >= 0)
 		r = kms_op_wrap(&c, &k, plaintext, aad, n_aad, ret, &e);
@@ -1110,13 +1126,9 @@ int kms_wrap(struct kms *kms, const struct sealvm_principal *p, const char *inst
 	else
 		kms_call_audit_data(&c, json_pack("{s:s}", "instanceID", instance ? instance : ""),
 				    NULL);
-	r = kms_call_finish(&c, r, &e, &e);
-	kms_call_done(&c);
-	if (r < 0) {
+	r = kms_call_end(&c, r, &e, err);
+	if (r < 0)
 		kms_wrap_result_done(ret);
-		if (err && !sealvm_err_isset(err))
-			*err = e;
-	}
 	return r;
 }
 
@@ -1127,8 +1139,8 @@ int kms_unwrap(struct kms *kms, const struct sealvm_principal *p, const char *in
 	struct kms_call c;
 	struct kms_key k;
 	struct sealvm_err e = SEALVM_ERR_INIT;
-	int r = call_begin(&c, kms, p, instance, key, "kms.secrets.unwrap", "kms.secrets.unwrap",
-			   &k, &e);
+	int r = kms_call_begin(&c, kms, p, instance, key, "kms.secrets.unwrap",
+			       "kms.secrets.unwrap", &k, &e);
 	memset(ret, 0, sizeof(*ret));
 	if (r >= 0)
 		r = kms_op_unwrap(kms, &k, ciphertext, aad, n_aad, false, ret, &e);
@@ -1144,13 +1156,9 @@ int kms_unwrap(struct kms *kms, const struct sealvm_principal *p, const char *in
 		kms_call_audit_data(&c, json_pack("{s:s}", "instanceID", instance ? instance : ""),
 				    NULL);
 	}
-	r = kms_call_finish(&c, r, &e, &e);
-	kms_call_done(&c);
-	if (r < 0) {
+	r = kms_call_end(&c, r, &e, err);
+	if (r < 0)
 		kms_unwrap_result_done(ret);
-		if (err && !sealvm_err_isset(err))
-			*err = e;
-	}
 	return r;
 }
 
@@ -1209,7 +1217,7 @@ static void change_audit_data(struct change_job *j)
 static int dual_auth_check(struct change_job *j, struct sealvm_err *err)
 {
 	const struct kms_key *k = &j->k;
-	const char *me = principal_id(j->c->p);
+	const char *me = kms_principal_id(j->c->p);
 	if (!k->dual_auth)
 		return 0;
 	if (!k->deletion_by[0])
@@ -1260,7 +1268,7 @@ static int change_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 				"for deletion (enable the dualAuthDelete policy first)");
 		if (j->action == KMS_A_SET_DELETION) {
 			snprintf(k->deletion_by, sizeof(k->deletion_by), "%s",
-				 principal_id(j->c->p));
+				 kms_principal_id(j->c->p));
 			k->deletion_expires_ms = j->now + j->c->kms->cfg.dual_auth_window_s * 1000;
 		} else {
 			k->deletion_by[0] = '\0';
@@ -1290,7 +1298,7 @@ static int change_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 					      prevent, prevent == 1 ? "" : "s");
 		k->state = KMS_DESTROYED;
 		k->deleted_ms = j->now;
-		snprintf(k->deleted_by, sizeof(k->deleted_by), "%s", principal_id(j->c->p));
+		snprintf(k->deleted_by, sizeof(k->deleted_by), "%s", kms_principal_id(j->c->p));
 		k->deletion_by[0] = '\0';
 		k->deletion_expires_ms = 0;
 		k->action_ms = j->now;
@@ -1332,7 +1340,7 @@ static int change_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 		return sealvm_err_set(err, -EINVAL, "INTERNAL", "not a state change");
 	}
 	k->updated_ms = j->now;
-	snprintf(k->updated_by, sizeof(k->updated_by), "%s", principal_id(j->c->p));
+	snprintf(k->updated_by, sizeof(k->updated_by), "%s", kms_principal_id(j->c->p));
 	r = kms_store_key_update(conn, k, err);
 	if (r < 0)
 		return r;
@@ -1460,14 +1468,10 @@ int kms_op_rotate(struct kms_call *c, const char *key_id, const struct sealvm_se
 static int purge_collect(const struct kms_version *v, void *arg)
 {
 	struct change_job *j = arg;
-	if (j->n_purged == j->cap_purged) {
-		size_t cap = j->cap_purged ? j->cap_purged * 2 : 8;
-		struct kms_version *p = realloc(j->purged, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		j->purged = p;
-		j->cap_purged = cap;
-	}
+	struct kms_version *p = kms_grow(j->purged, j->n_purged, &j->cap_purged, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	j->purged = p;
 	j->purged[j->n_purged++] = *v;
 	return 0;
 }
@@ -1548,8 +1552,8 @@ struct policy_job {
 static int policy_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 {
 	struct policy_job *j = userdata;
-	int r = kms_store_policy_put(conn, j->c->inst.guid, j->dual, j->now, principal_id(j->c->p),
-				     err);
+	int r = kms_store_policy_put(conn, j->c->inst.guid, j->dual, j->now,
+				     kms_principal_id(j->c->p), err);
 	if (r < 0)
 		return r;
 	kms_call_audit_data(j->c, json_pack("{s:s}", "instanceID", j->c->inst.guid),
@@ -1599,7 +1603,7 @@ static int alias_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 					      "an instance has at most %d aliases",
 					      KMS_ALIASES_PER_INSTANCE);
 		r = kms_store_alias_insert(conn, k.instance, j->alias, k.id, j->now,
-					   principal_id(j->c->p), err);
+					   kms_principal_id(j->c->p), err);
 	} else {
 		r = kms_store_alias_delete(conn, k.instance, j->alias, k.id, err);
 	}
@@ -1669,14 +1673,10 @@ struct key_list {
 static int key_collect(const struct kms_key *k, void *arg)
 {
 	struct key_list *l = arg;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct kms_key *p = realloc(l->v, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		l->v = p;
-		l->cap = cap;
-	}
+	struct kms_key *p = kms_grow(l->v, l->n, &l->cap, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	l->v = p;
 	l->v[l->n++] = *k;
 	return 0;
 }

@@ -84,14 +84,19 @@ static const struct {
 	{"UNSUPPORTED_MEDIA_TYPE_ERR", 415},
 };
 
-int kms_reason_status(const struct sealvm_err *err, int fallback)
+/* Key Protect's status for the reason code @code; @fallback for codes it does not list. */
+static int kp_status_of(const char *code, int fallback)
 {
-	char buf[SEALVM_ERR_REASON_MAX];
-	const char *code = err ? kms_reason_code(err, buf, sizeof(buf)) : "";
 	for (size_t i = 0; i < ELEMENTSOF(kp_status); i++)
 		if (strcmp(kp_status[i].code, code) == 0)
 			return kp_status[i].status;
 	return fallback;
+}
+
+int kms_reason_status(const struct sealvm_err *err, int fallback)
+{
+	char buf[SEALVM_ERR_REASON_MAX];
+	return kp_status_of(err ? kms_reason_code(err, buf, sizeof(buf)) : "", fallback);
 }
 
 static const char *phrase(int status)
@@ -154,9 +159,7 @@ static void kp_error(const struct http_request *req, int status, const struct se
 		code = "BAD_BODY_ERR";
 	else if (status == 401)
 		code = "UNAUTHORIZED_ERR";
-	for (size_t i = 0; i < ELEMENTSOF(kp_status); i++)
-		if (strcmp(kp_status[i].code, code) == 0)
-			status = kp_status[i].status;
+	status = kp_status_of(code, status);
 
 	json_t *reason = json_pack("{s:s, s:o, s:i, s:s}", "code", code, "message",
 				   text(err->message), "status", status, "moreInfo",
@@ -272,8 +275,30 @@ static int err_code(const struct sealvm_err *err)
 	return sealvm_err_isset(err) ? err->code : -EIO;
 }
 
+/* The x-kms-key-ring header; NULL when it is absent or empty. */
+static const char *key_ring_header(struct http_request *req)
+{
+	const char *ring = http_request_header(req, "x-kms-key-ring");
+	return ring && ring[0] ? ring : NULL;
+}
+
+/*
+ * Routes that differ in one argument share a function: @name is the route's
+ * handler, and calls @fn with @arg.
+ */
+#define HANDLER_WITH(name, fn, arg)                                                                \
+	static int name(struct http_request *req, struct http_response *resp, void *ctx,           \
+			struct sealvm_err *err)                                                    \
+	{                                                                                          \
+		return fn(req, resp, ctx, arg, err);                                               \
+	}
+
 /* ---- responses ---------------------------------------------------------------------------------
  */
+
+#define KP_KEY "application/vnd.ibm.kms.key+json"
+#define KP_POLICY "application/vnd.ibm.kms.policy+json"
+#define KP_REGISTRATION "application/vnd.ibm.kms.registration+json"
 
 static json_t *envelope(const char *type, json_t *resources)
 {
@@ -282,6 +307,49 @@ static json_t *envelope(const char *type, json_t *resources)
 	return json_pack("{s:{s:s, s:I}, s:o}", "metadata", "collectionType", type,
 			 "collectionTotal", (json_int_t)json_array_size(resources), "resources",
 			 resources);
+}
+
+/* 0 once the answer has its body; a body that could not be built ran out of memory. */
+static int answered(const struct http_response *resp, struct sealvm_err *err)
+{
+	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+}
+
+/* Answers @status with the envelope of @type around @resources (stolen; NULL: no memory). */
+static int reply(struct http_response *resp, int status, const char *type, json_t *resources,
+		 struct sealvm_err *err)
+{
+	resp->status = status;
+	resp->body = envelope(type, resources);
+	return answered(resp, err);
+}
+
+/* After an operation that returned @r: 204 without a body, or @r's errno. */
+static int no_content(struct http_response *resp, int r)
+{
+	if (r < 0)
+		return r;
+	resp->status = 204;
+	return 0;
+}
+
+/* Answers the list a listing (result @r) filled into @items (stolen; NULL: no memory). */
+static int list_reply(struct http_response *resp, const char *type, json_t *items, int r,
+		      struct sealvm_err *err)
+{
+	if (r < 0) {
+		json_decref(items);
+		return r == -ENOMEM ? sealvm_err_set(err, r, NULL, "out of memory") : r;
+	}
+	return reply(resp, 200, type, items, err);
+}
+
+/* The audit data of a list over an instance: the instance and how many were listed. */
+static void list_audit(struct http_request *req, const char *instance, const json_t *items)
+{
+	http_request_set_audit_data(
+		req, json_pack("{s:s}", "instanceID", instance),
+		json_pack("{s:I}", "totalResources", (json_int_t)json_array_size(items)));
 }
 
 static void set_time(json_t *o, const char *name, int64_t ms)
@@ -371,13 +439,33 @@ static int key_response(struct kms *kms, const struct kms_key *k,
 	json_t *o = key_json_full(kms, k, payload, err);
 	if (!o)
 		return err_code(err);
-	resp->status = status;
-	resp->body = envelope("application/vnd.ibm.kms.key+json", json_pack("[o]", o));
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return reply(resp, status, KP_KEY, json_pack("[o]", o), err);
 }
 
 /* ---- keys
  * ---------------------------------------------------------------------------------------- */
+
+/*
+ * The material a create or rotate body @q carries, into *@ret (none without
+ * a payload): a secure import under the instance's import token
+ * (*@ret_secure), or the payload's base64 of at most @max bytes.
+ */
+static int body_material(const struct kms_call *c, const struct kms_request *q, size_t max,
+			 struct sealvm_secret **ret, bool *ret_secure, struct sealvm_err *err)
+{
+	/* kms_request_parse has made sure a secure import has its payload. */
+	bool secure = q->encrypted_nonce || q->iv || q->algorithm;
+	if (ret_secure)
+		*ret_secure = secure;
+	if (secure)
+		return kms_import_unwrap(c->kms, c->inst.guid, q->algorithm,
+					 (const char *)q->payload->data, q->encrypted_nonce, q->iv,
+					 ret, err);
+	if (q->payload)
+		return kms_b64_secret_decode((const char *)q->payload->data, q->payload->len, max,
+					     "payload", ret, err);
+	return 0;
+}
 
 static int h_key_create(struct http_request *req, struct http_response *resp, void *ctx,
 			struct sealvm_err *err)
@@ -393,14 +481,7 @@ static int h_key_create(struct http_request *req, struct http_response *resp, vo
 	if ((r = call_of(req, kms, false, &c, NULL, err)) < 0 ||
 	    (r = parse(req, KMS_REQ_CREATE, &q, err)) < 0)
 		return r;
-	if (q.encrypted_nonce || q.iv || q.algorithm) {
-		r = kms_import_unwrap(kms, c.inst.guid, q.algorithm, (const char *)q.payload->data,
-				      q.encrypted_nonce, q.iv, &material, err);
-		in.secure = true;
-	} else if (q.payload) {
-		r = kms_b64_secret_decode((const char *)q.payload->data, q.payload->len,
-					  KMS_STANDARD_KEY_MAX, "payload", &material, err);
-	}
+	r = body_material(&c, &q, KMS_STANDARD_KEY_MAX, &material, &in.secure, err);
 	if (r < 0)
 		goto out;
 	in.payload = material;
@@ -410,9 +491,7 @@ static int h_key_create(struct http_request *req, struct http_response *resp, vo
 	in.n_aliases = q.n_aliases;
 	in.expiration_ms = q.expiration_ms;
 	in.extractable = q.extractable;
-	in.key_ring = http_request_header(req, "x-kms-key-ring");
-	if (in.key_ring && !in.key_ring[0])
-		in.key_ring = NULL;
+	in.key_ring = key_ring_header(req);
 	c.ok_status = 201;
 	r = kms_op_create(&c, &in, &k, err);
 	if (r < 0)
@@ -451,6 +530,14 @@ static int parse_uint_param(struct http_request *req, const char *name, unsigned
 	return 0;
 }
 
+/* ?limit= and ?offset= of a list. */
+static int page_params(struct http_request *req, unsigned *ret_limit, unsigned *ret_offset,
+		       struct sealvm_err *err)
+{
+	int r = parse_uint_param(req, "limit", 1, 5000, 200, ret_limit, err);
+	return r < 0 ? r : parse_uint_param(req, "offset", 0, 1000000000, 0, ret_offset, err);
+}
+
 struct list_ctx {
 	struct kms *kms;
 	json_t *items;
@@ -472,11 +559,9 @@ static int h_key_list(struct http_request *req, struct http_response *resp, void
 	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_list_query q = {.extractable = -1, .now_ms = kms_now_ms()};
-	int r = call_of(req, kms, false, &c, NULL, err);
-	if (r < 0)
-		return r;
-	if ((r = parse_uint_param(req, "limit", 1, 5000, 200, &q.limit, err)) < 0 ||
-	    (r = parse_uint_param(req, "offset", 0, 1000000000, 0, &q.offset, err)) < 0)
+	int r;
+	if ((r = call_of(req, kms, false, &c, NULL, err)) < 0 ||
+	    (r = page_params(req, &q.limit, &q.offset, err)) < 0)
 		return r;
 	q.instance = c.inst.guid;
 	q.state_mask = 1u << 0 | 1u << 1 | 1u << 2 | 1u << 3;
@@ -513,22 +598,12 @@ static int h_key_list(struct http_request *req, struct http_response *resp, void
 					       "the query parameter 'extractable' must be true or "
 					       "false");
 	}
-	const char *ring = http_request_header(req, "x-kms-key-ring");
-	q.key_ring = ring && ring[0] ? ring : NULL;
+	q.key_ring = key_ring_header(req);
 	struct list_ctx l = {.kms = kms, .items = json_array(), .err = err};
-	if (!l.items)
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
-	r = kms_op_list(kms, &q, list_one, &l, err);
-	if (r < 0) {
-		json_decref(l.items);
-		return r == -ENOMEM ? sealvm_err_set(err, r, NULL, "out of memory") : r;
-	}
-	http_request_set_audit_data(
-		req, json_pack("{s:s}", "instanceID", c.inst.guid),
-		json_pack("{s:I}", "totalResources", (json_int_t)json_array_size(l.items)));
-	resp->status = 200;
-	resp->body = envelope("application/vnd.ibm.kms.key+json", l.items);
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	r = l.items ? kms_op_list(kms, &q, list_one, &l, err) : -ENOMEM;
+	if (r >= 0)
+		list_audit(req, c.inst.guid, l.items);
+	return list_reply(resp, KP_KEY, l.items, r, err);
 }
 
 static void key_audit(struct http_request *req, const struct kms_key *k)
@@ -539,10 +614,10 @@ static void key_audit(struct http_request *req, const struct kms_key *k)
 			  kms_effective_state(k, kms_now_ms()), "keyVersionId", k->version_id));
 }
 
-static int h_key_get(struct http_request *req, struct http_response *resp, void *ctx,
-		     struct sealvm_err *err)
+/* GET /keys/{id} (@with_payload) and /keys/{id}/metadata. */
+static int key_read(struct http_request *req, struct http_response *resp, struct kms *kms,
+		    bool with_payload, struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_key k;
 	_cleanup_secret_ struct sealvm_secret *payload = NULL;
@@ -550,7 +625,7 @@ static int h_key_get(struct http_request *req, struct http_response *resp, void 
 	if (r < 0)
 		return r;
 	/* Only a standard key shows its material, and the route needs kms.secrets.read. */
-	if (k.extractable && k.state != KMS_DESTROYED) {
+	if (with_payload && k.extractable && k.state != KMS_DESTROYED) {
 		r = kms_op_payload(kms, &k, &payload, err);
 		if (r < 0)
 			return r;
@@ -559,18 +634,8 @@ static int h_key_get(struct http_request *req, struct http_response *resp, void 
 	return key_response(kms, &k, payload, 200, resp, err);
 }
 
-static int h_key_metadata(struct http_request *req, struct http_response *resp, void *ctx,
-			  struct sealvm_err *err)
-{
-	struct kms *kms = ctx;
-	struct kms_call c;
-	struct kms_key k;
-	int r = call_of(req, kms, true, &c, &k, err);
-	if (r < 0)
-		return r;
-	key_audit(req, &k);
-	return key_response(kms, &k, NULL, 200, resp, err);
-}
+HANDLER_WITH(h_key_get, key_read, true)
+HANDLER_WITH(h_key_metadata, key_read, false)
 
 static int version_one(const struct kms_version *v, void *arg)
 {
@@ -588,28 +653,27 @@ static int h_key_versions(struct http_request *req, struct http_response *resp, 
 	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_key k;
-	int r = call_of(req, kms, true, &c, &k, err);
-	if (r < 0)
-		return r;
-	r = kms_check_action(&kms->cfg, &k, KMS_A_VERSIONS, kms_now_ms(), err);
-	if (r < 0)
+	int r;
+	if ((r = call_of(req, kms, true, &c, &k, err)) < 0 ||
+	    (r = kms_check_action(&kms->cfg, &k, KMS_A_VERSIONS, kms_now_ms(), err)) < 0)
 		return r;
 	json_t *items = json_array();
-	if (!items)
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
-	r = kms_op_versions(kms, k.id, version_one, items, err);
-	if (r < 0) {
-		json_decref(items);
-		return r == -ENOMEM ? sealvm_err_set(err, r, NULL, "out of memory") : r;
-	}
-	key_audit(req, &k);
-	resp->status = 200;
-	resp->body = envelope("application/vnd.ibm.kms.key_version+json", items);
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	r = items ? kms_op_versions(kms, k.id, version_one, items, err) : -ENOMEM;
+	if (r >= 0)
+		key_audit(req, &k);
+	return list_reply(resp, "application/vnd.ibm.kms.key_version+json", items, r, err);
 }
 
 /* ---- actions
  * ------------------------------------------------------------------------------------- */
+
+/* The audit data of wrap, unwrap and rewrap: the key, and @response_data (stolen). */
+static void wrap_audit(struct http_request *req, const struct kms_key *k, json_t *response_data)
+{
+	http_request_set_audit_data(
+		req, json_pack("{s:s, s:s}", "instanceID", k->instance, "keyId", k->id),
+		response_data);
+}
 
 static int h_wrap(struct http_request *req, struct http_response *resp, void *ctx,
 		  struct sealvm_err *err)
@@ -624,15 +688,12 @@ static int h_wrap(struct http_request *req, struct http_response *resp, void *ct
 	if ((r = call_of(req, kms, true, &c, &k, err)) < 0 ||
 	    (r = parse(req, KMS_REQ_WRAP, &q, err)) < 0)
 		return r;
-	http_request_set_audit_data(
-		req, json_pack("{s:s, s:s}", "instanceID", k.instance, "keyId", k.id), NULL);
+	wrap_audit(req, &k, NULL);
 	r = kms_op_wrap(&c, &k, q.plaintext, q.aad, q.n_aad, &w, err);
 	kms_request_done(&q);
 	if (r < 0)
 		return r;
-	http_request_set_audit_data(
-		req, json_pack("{s:s, s:s}", "instanceID", k.instance, "keyId", k.id),
-		json_pack("{s:s}", "keyVersionId", w.key_version));
+	wrap_audit(req, &k, json_pack("{s:s}", "keyVersionId", w.key_version));
 	resp->body = json_pack("{s:s, s:{s:s}}", "ciphertext", w.ciphertext, "keyVersion", "id",
 			       w.key_version);
 	if (resp->body && w.plaintext)
@@ -641,9 +702,10 @@ static int h_wrap(struct http_request *req, struct http_response *resp, void *ct
 			json_stringn((const char *)w.plaintext->data, w.plaintext->len));
 	kms_wrap_result_done(&w);
 	resp->status = 200;
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return answered(resp, err);
 }
 
+/* unwrap, and rewrap (@rewrap): the same body, the same operation. */
 static int unwrap_common(struct http_request *req, struct http_response *resp, struct kms *kms,
 			 bool rewrap, struct sealvm_err *err)
 {
@@ -656,8 +718,7 @@ static int unwrap_common(struct http_request *req, struct http_response *resp, s
 	if ((r = call_of(req, kms, true, &c, &k, err)) < 0 ||
 	    (r = parse(req, KMS_REQ_UNWRAP, &q, err)) < 0)
 		return r;
-	http_request_set_audit_data(
-		req, json_pack("{s:s, s:s}", "instanceID", k.instance, "keyId", k.id), NULL);
+	wrap_audit(req, &k, NULL);
 	r = kms_op_unwrap(kms, &k, q.ciphertext, q.aad, q.n_aad, rewrap, &u, err);
 	kms_request_done(&q);
 	if (r < 0)
@@ -666,8 +727,7 @@ static int unwrap_common(struct http_request *req, struct http_response *resp, s
 	if (audit && u.rewrapped)
 		json_object_set_new(audit, "rewrappedKeyVersionId",
 				    json_string(u.rewrapped_version));
-	http_request_set_audit_data(
-		req, json_pack("{s:s, s:s}", "instanceID", k.instance, "keyId", k.id), audit);
+	wrap_audit(req, &k, audit);
 	resp->body = json_pack("{s:{s:s}}", "keyVersion", "id", u.key_version);
 	if (resp->body && !rewrap)
 		json_object_set_new(
@@ -680,20 +740,11 @@ static int unwrap_common(struct http_request *req, struct http_response *resp, s
 	}
 	kms_unwrap_result_done(&u);
 	resp->status = 200;
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return answered(resp, err);
 }
 
-static int h_unwrap(struct http_request *req, struct http_response *resp, void *ctx,
-		    struct sealvm_err *err)
-{
-	return unwrap_common(req, resp, ctx, false, err);
-}
-
-static int h_rewrap(struct http_request *req, struct http_response *resp, void *ctx,
-		    struct sealvm_err *err)
-{
-	return unwrap_common(req, resp, ctx, true, err);
-}
+HANDLER_WITH(h_unwrap, unwrap_common, false)
+HANDLER_WITH(h_rewrap, unwrap_common, true)
 
 static int h_rotate(struct http_request *req, struct http_response *resp, void *ctx,
 		    struct sealvm_err *err)
@@ -712,21 +763,13 @@ static int h_rotate(struct http_request *req, struct http_response *resp, void *
 		r = kms_field_error(err, -EINVAL, "BAD_BODY_ERR", "payload",
 				    "this root key was generated by the service: rotate it without "
 				    "a payload (the new material is generated too)");
-	else if (q.payload && (q.encrypted_nonce || q.iv || q.algorithm))
-		r = kms_import_unwrap(kms, c.inst.guid, q.algorithm, (const char *)q.payload->data,
-				      q.encrypted_nonce, q.iv, &material, err);
-	else if (q.payload)
-		r = kms_b64_secret_decode((const char *)q.payload->data, q.payload->len, 32,
-					  "payload", &material, err);
+	else
+		r = body_material(&c, &q, 32, &material, NULL, err);
 	kms_request_done(&q);
 	if (r < 0)
 		return r;
 	c.ok_status = 204;
-	r = kms_op_rotate(&c, k.id, material, err);
-	if (r < 0)
-		return r;
-	resp->status = 204;
-	return 0;
+	return no_content(resp, kms_op_rotate(&c, k.id, material, err));
 }
 
 /* disable, enable, setKeyForDeletion, unsetKeyForDeletion: no body, 204. */
@@ -742,36 +785,13 @@ static int simple_action(struct http_request *req, struct http_response *resp, s
 		return r;
 	kms_request_done(&q);
 	c.ok_status = 204;
-	r = kms_op_set_state(&c, k.id, a, NULL, err);
-	if (r < 0)
-		return r;
-	resp->status = 204;
-	return 0;
+	return no_content(resp, kms_op_set_state(&c, k.id, a, NULL, err));
 }
 
-static int h_disable(struct http_request *req, struct http_response *resp, void *ctx,
-		     struct sealvm_err *err)
-{
-	return simple_action(req, resp, ctx, KMS_A_DISABLE, err);
-}
-
-static int h_enable(struct http_request *req, struct http_response *resp, void *ctx,
-		    struct sealvm_err *err)
-{
-	return simple_action(req, resp, ctx, KMS_A_ENABLE, err);
-}
-
-static int h_set_deletion(struct http_request *req, struct http_response *resp, void *ctx,
-			  struct sealvm_err *err)
-{
-	return simple_action(req, resp, ctx, KMS_A_SET_DELETION, err);
-}
-
-static int h_unset_deletion(struct http_request *req, struct http_response *resp, void *ctx,
-			    struct sealvm_err *err)
-{
-	return simple_action(req, resp, ctx, KMS_A_UNSET_DELETION, err);
-}
+HANDLER_WITH(h_disable, simple_action, KMS_A_DISABLE)
+HANDLER_WITH(h_enable, simple_action, KMS_A_ENABLE)
+HANDLER_WITH(h_set_deletion, simple_action, KMS_A_SET_DELETION)
+HANDLER_WITH(h_unset_deletion, simple_action, KMS_A_UNSET_DELETION)
 
 static int h_restore(struct http_request *req, struct http_response *resp, void *ctx,
 		     struct sealvm_err *err)
@@ -826,12 +846,8 @@ static int h_key_delete(struct http_request *req, struct http_response *resp, vo
 	bool repr = prefer_representation(req, false);
 	c.ok_status = repr ? 200 : 204;
 	r = kms_op_delete(&c, k.id, force, &k, err);
-	if (r < 0)
-		return r;
-	if (!repr) {
-		resp->status = 204;
-		return 0;
-	}
+	if (r < 0 || !repr)
+		return no_content(resp, r);
 	return key_response(kms, &k, NULL, 200, resp, err);
 }
 
@@ -847,16 +863,11 @@ static int h_key_purge(struct http_request *req, struct http_response *resp, voi
 	bool repr = prefer_representation(req, false);
 	c.ok_status = repr ? 200 : 204;
 	r = kms_op_purge(&c, k.id, &k, err);
-	if (r < 0)
-		return r;
-	if (!repr) {
-		resp->status = 204;
-		return 0;
-	}
-	json_t *o = key_json(kms, &k, json_array(), NULL);
-	resp->status = 200;
-	resp->body = o ? envelope("application/vnd.ibm.kms.key+json", json_pack("[o]", o)) : NULL;
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	if (r < 0 || !repr)
+		return no_content(resp, r);
+	/* The aliases went with the key's rows. */
+	return reply(resp, 200, KP_KEY, json_pack("[o]", key_json(kms, &k, json_array(), NULL)),
+		     err);
 }
 
 /* ---- aliases
@@ -865,40 +876,30 @@ static int h_key_purge(struct http_request *req, struct http_response *resp, voi
 static int h_alias_create(struct http_request *req, struct http_response *resp, void *ctx,
 			  struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_key k;
 	int64_t created;
 	char t[32];
 	const char *alias = http_request_param(req, "alias");
-	int r = call_of(req, kms, true, &c, &k, err);
-	if (r < 0)
+	int r;
+	if ((r = call_of(req, ctx, true, &c, &k, err)) < 0 ||
+	    (r = kms_op_alias_create(&c, k.id, alias, &created, err)) < 0)
 		return r;
-	r = kms_op_alias_create(&c, k.id, alias, &created, err);
-	if (r < 0)
-		return r;
-	resp->status = 201;
-	resp->body = envelope("application/vnd.ibm.kms.alias+json",
-			      json_pack("[{s:s, s:s, s:s, s:s}]", "keyId", k.id, "alias", alias,
-					"createdBy", c.p->iam_id, "creationDate",
-					kms_time_text(created, t, sizeof(t))));
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return reply(resp, 201, "application/vnd.ibm.kms.alias+json",
+		     json_pack("[{s:s, s:s, s:s, s:s}]", "keyId", k.id, "alias", alias, "createdBy",
+			       c.p->iam_id, "creationDate", kms_time_text(created, t, sizeof(t))),
+		     err);
 }
 
 static int h_alias_delete(struct http_request *req, struct http_response *resp, void *ctx,
 			  struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_key k;
-	int r = call_of(req, kms, true, &c, &k, err);
-	if (r < 0)
-		return r;
-	r = kms_op_alias_delete(&c, k.id, http_request_param(req, "alias"), err);
-	if (r < 0)
-		return r;
-	resp->status = 204;
-	return 0;
+	int r = call_of(req, ctx, true, &c, &k, err);
+	if (r >= 0)
+		r = kms_op_alias_delete(&c, k.id, http_request_param(req, "alias"), err);
+	return no_content(resp, r);
 }
 
 /* ---- policies
@@ -923,7 +924,9 @@ static int policy_param(struct http_request *req, bool required, struct sealvm_e
 	return 0;
 }
 
-static json_t *key_policy_json(const struct kms_key *k)
+/* A key's policy, answered as Key Protect's envelope with one resource. */
+static int key_policy_reply(struct http_response *resp, const struct kms_key *k,
+			    struct sealvm_err *err)
 {
 	char t[32];
 	json_t *o = json_pack(
@@ -932,23 +935,19 @@ static json_t *key_policy_json(const struct kms_key *k)
 	if (o)
 		json_object_set_new(o, "lastUpdateDate",
 				    json_string(kms_time_text(k->updated_ms, t, sizeof(t))));
-	return o;
+	return reply(resp, 200, KP_POLICY, json_pack("[o]", o), err);
 }
 
 static int h_key_policy_get(struct http_request *req, struct http_response *resp, void *ctx,
 			    struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_key k;
 	int r;
-	if ((r = call_of(req, kms, true, &c, &k, err)) < 0 ||
+	if ((r = call_of(req, ctx, true, &c, &k, err)) < 0 ||
 	    (r = policy_param(req, false, err)) < 0)
 		return r;
-	resp->status = 200;
-	resp->body = envelope("application/vnd.ibm.kms.policy+json",
-			      json_pack("[o]", key_policy_json(&k)));
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return key_policy_reply(resp, &k, err);
 }
 
 /* The policy's "enabled", from the key's or the instance's body shape (kms_request.c). */
@@ -966,22 +965,18 @@ static int policy_body(struct http_request *req, bool instance, bool *ret, struc
 static int h_key_policy_put(struct http_request *req, struct http_response *resp, void *ctx,
 			    struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_key k;
 	bool on;
 	int r;
-	if ((r = call_of(req, kms, true, &c, &k, err)) < 0 ||
+	if ((r = call_of(req, ctx, true, &c, &k, err)) < 0 ||
 	    (r = policy_param(req, true, err)) < 0 || (r = policy_body(req, false, &on, err)) < 0)
 		return r;
 	c.ok_status = 200;
 	r = kms_op_key_policy(&c, k.id, on, &k, err);
 	if (r < 0)
 		return r;
-	resp->status = 200;
-	resp->body = envelope("application/vnd.ibm.kms.policy+json",
-			      json_pack("[o]", key_policy_json(&k)));
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return key_policy_reply(resp, &k, err);
 }
 
 static int h_instance_policy_get(struct http_request *req, struct http_response *resp, void *ctx,
@@ -1004,27 +999,20 @@ static int h_instance_policy_get(struct http_request *req, struct http_response 
 		json_object_set_new(o, "lastUpdated",
 				    json_string(kms_time_text(updated, t, sizeof(t))));
 	}
-	resp->status = 200;
-	resp->body = envelope("application/vnd.ibm.kms.policy+json", json_pack("[o]", o));
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return reply(resp, 200, KP_POLICY, json_pack("[o]", o), err);
 }
 
 static int h_instance_policy_put(struct http_request *req, struct http_response *resp, void *ctx,
 				 struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	bool on;
 	int r;
-	if ((r = call_of(req, kms, false, &c, NULL, err)) < 0 ||
+	if ((r = call_of(req, ctx, false, &c, NULL, err)) < 0 ||
 	    (r = policy_param(req, true, err)) < 0 || (r = policy_body(req, true, &on, err)) < 0)
 		return r;
 	c.ok_status = 204;
-	r = kms_op_instance_policy_set(&c, on, err);
-	if (r < 0)
-		return r;
-	resp->status = 204;
-	return 0;
+	return no_content(resp, kms_op_instance_policy_set(&c, on, err));
 }
 
 /* ---- registrations
@@ -1047,6 +1035,7 @@ static int reg_one(const struct kms_registration *g, void *arg)
 	return json_array_append_new(arg, reg_json(g)) == 0 ? 0 : -ENOMEM;
 }
 
+/* The registrations of the instance, or of one key (@per_key). */
 static int reg_list(struct http_request *req, struct http_response *resp, struct kms *kms,
 		    bool per_key, struct sealvm_err *err)
 {
@@ -1055,8 +1044,7 @@ static int reg_list(struct http_request *req, struct http_response *resp, struct
 	unsigned limit, offset;
 	int r;
 	if ((r = call_of(req, kms, per_key, &c, &k, err)) < 0 ||
-	    (r = parse_uint_param(req, "limit", 1, 5000, 200, &limit, err)) < 0 ||
-	    (r = parse_uint_param(req, "offset", 0, 1000000000, 0, &offset, err)) < 0)
+	    (r = page_params(req, &limit, &offset, err)) < 0)
 		return r;
 	char *crn = http_request_query_field(req, "urlEncodedResourceCRNQuery");
 	if (!crn && errno != ENOENT)
@@ -1068,41 +1056,24 @@ static int reg_list(struct http_request *req, struct http_response *resp, struct
 					 offset, reg_one, items, err)
 		  : -ENOMEM;
 	free(crn);
-	if (r < 0) {
-		json_decref(items);
-		return r == -ENOMEM ? sealvm_err_set(err, r, NULL, "out of memory") : r;
-	}
-	http_request_set_audit_data(
-		req, json_pack("{s:s}", "instanceID", c.inst.guid),
-		json_pack("{s:I}", "totalResources", (json_int_t)json_array_size(items)));
-	resp->status = 200;
-	resp->body = envelope("application/vnd.ibm.kms.registration+json", items);
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	if (r >= 0)
+		list_audit(req, c.inst.guid, items);
+	return list_reply(resp, KP_REGISTRATION, items, r, err);
 }
 
-static int h_reg_list_key(struct http_request *req, struct http_response *resp, void *ctx,
-			  struct sealvm_err *err)
-{
-	return reg_list(req, resp, ctx, true, err);
-}
-
-static int h_reg_list(struct http_request *req, struct http_response *resp, void *ctx,
-		      struct sealvm_err *err)
-{
-	return reg_list(req, resp, ctx, false, err);
-}
+HANDLER_WITH(h_reg_list_key, reg_list, true)
+HANDLER_WITH(h_reg_list, reg_list, false)
 
 static int h_reg_create(struct http_request *req, struct http_response *resp, void *ctx,
 			struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_key k;
 	struct kms_registration g;
 	struct kms_request q;
 	bool created;
 	int r;
-	if ((r = call_of(req, kms, true, &c, &k, err)) < 0 ||
+	if ((r = call_of(req, ctx, true, &c, &k, err)) < 0 ||
 	    (r = parse(req, KMS_REQ_REGISTRATION, &q, err)) < 0)
 		return r;
 	r = kms_op_registration_put(&c, k.id, http_request_param(req, "crn"), q.description,
@@ -1110,26 +1081,19 @@ static int h_reg_create(struct http_request *req, struct http_response *resp, vo
 	kms_request_done(&q);
 	if (r < 0)
 		return r;
-	resp->status = created ? 201 : 200;
-	resp->body = envelope("application/vnd.ibm.kms.registration+json",
-			      json_pack("[o]", reg_json(&g)));
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return reply(resp, created ? 201 : 200, KP_REGISTRATION, json_pack("[o]", reg_json(&g)),
+		     err);
 }
 
 static int h_reg_delete(struct http_request *req, struct http_response *resp, void *ctx,
 			struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_key k;
-	int r = call_of(req, kms, true, &c, &k, err);
-	if (r < 0)
-		return r;
-	r = kms_op_registration_delete(&c, k.id, http_request_param(req, "crn"), err);
-	if (r < 0)
-		return r;
-	resp->status = 204;
-	return 0;
+	int r = call_of(req, ctx, true, &c, &k, err);
+	if (r >= 0)
+		r = kms_op_registration_delete(&c, k.id, http_request_param(req, "crn"), err);
+	return no_content(resp, r);
 }
 
 /* ---- import tokens
@@ -1147,12 +1111,11 @@ static json_t *token_json(const struct kms_import_token *t)
 static int h_token_create(struct http_request *req, struct http_response *resp, void *ctx,
 			  struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_import_token t;
 	struct kms_request q;
 	int r;
-	if ((r = call_of(req, kms, false, &c, NULL, err)) < 0 ||
+	if ((r = call_of(req, ctx, false, &c, NULL, err)) < 0 ||
 	    (r = parse(req, KMS_REQ_IMPORT_TOKEN, &q, err)) < 0)
 		return r;
 	r = kms_op_import_token_create(&c, q.expiration_s, q.max_retrievals, &t, err);
@@ -1162,48 +1125,52 @@ static int h_token_create(struct http_request *req, struct http_response *resp, 
 	resp->status = 200;
 	resp->body = token_json(&t);
 	kms_import_token_done(&t);
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return answered(resp, err);
+}
+
+/* An import token's payload: base64 of the PEM public key (new string; NULL: no memory). */
+static char *pem_b64(const unsigned char *der, size_t len)
+{
+	size_t b64n = sealvm_b64_encoded_len(len, false);
+	size_t pem_cap = b64n + b64n / 64 + 80;
+	_cleanup_free_ char *b64 = malloc(b64n + 1), *pem = malloc(pem_cap);
+	if (!b64 || !pem)
+		return NULL;
+	sealvm_b64_encode(der, len, b64, false);
+	size_t n = (size_t)snprintf(pem, pem_cap, "-----BEGIN PUBLIC KEY-----\n");
+	for (size_t i = 0; i < b64n; i += 64)
+		n += (size_t)snprintf(pem + n, pem_cap - n, "%.64s\n", b64 + i);
+	n += (size_t)snprintf(pem + n, pem_cap - n, "-----END PUBLIC KEY-----\n");
+	char *out = malloc(sealvm_b64_encoded_len(n, false) + 1);
+	if (out)
+		sealvm_b64_encode(pem, n, out, false);
+	return out;
 }
 
 static int h_token_get(struct http_request *req, struct http_response *resp, void *ctx,
 		       struct sealvm_err *err)
 {
-	struct kms *kms = ctx;
 	struct kms_call c;
 	struct kms_import_token t;
 	int r;
-	if ((r = call_of(req, kms, false, &c, NULL, err)) < 0 ||
+	if ((r = call_of(req, ctx, false, &c, NULL, err)) < 0 ||
 	    (r = kms_op_import_token_get(&c, &t, err)) < 0)
 		return r;
-	/* payload: base64 of the PEM public key, as Key Protect gives it. */
-	size_t b64n = sealvm_b64_encoded_len(t.pub_len, false);
-	size_t pem_cap = b64n + b64n / 64 + 80;
-	_cleanup_free_ char *b64 = malloc(b64n + 1), *pem = malloc(pem_cap), *out = NULL;
+	_cleanup_free_ char *payload = pem_b64(t.pub, t.pub_len);
 	char nonce[32];
-	if (!b64 || !pem) {
+	if (!payload) {
 		kms_import_token_done(&t);
 		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
 	}
-	sealvm_b64_encode(t.pub, t.pub_len, b64, false);
-	size_t n = (size_t)snprintf(pem, pem_cap, "-----BEGIN PUBLIC KEY-----\n");
-	for (size_t i = 0; i < b64n; i += 64)
-		n += (size_t)snprintf(pem + n, pem_cap - n, "%.64s\n", b64 + i);
-	n += (size_t)snprintf(pem + n, pem_cap - n, "-----END PUBLIC KEY-----\n");
-	out = malloc(sealvm_b64_encoded_len(n, false) + 1);
-	if (!out) {
-		kms_import_token_done(&t);
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
-	}
-	sealvm_b64_encode(pem, n, out, false);
 	sealvm_b64_encode(t.nonce, sizeof(t.nonce), nonce, false);
 	resp->body = token_json(&t);
 	kms_import_token_done(&t);
 	if (resp->body) {
-		json_object_set_new(resp->body, "payload", json_string(out));
+		json_object_set_new(resp->body, "payload", json_string(payload));
 		json_object_set_new(resp->body, "nonce", json_string(nonce));
 	}
 	resp->status = 200;
-	return resp->body ? 0 : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	return answered(resp, err);
 }
 
 /* ---- the route table

@@ -182,6 +182,13 @@ const char *kms_time_text(int64_t ms, char *buf, size_t size);
 /* Parses RFC 3339 ("2030-01-02T03:04:05Z", fractions and ±hh:mm offsets accepted). */
 int kms_time_parse(const char *s, int64_t *ret_ms);
 
+/*
+ * Room for one more item in the array @v of @n items of @size bytes that has
+ * room for *@cap: @v itself, a larger array that replaces it (realloc: @v is
+ * gone then, *@cap grown), or NULL for no memory (@v and *@cap unchanged).
+ */
+void *kms_grow(void *v, size_t n, size_t *cap, size_t size);
+
 /* A new random (v4) UUID, lower case, and the checks on the texts we accept as ids. */
 int kms_uuid_new(char out[KMS_ID_MAX]);
 bool kms_uuid_valid(const char *s);
@@ -220,6 +227,24 @@ int kms_key_lookup(struct kms *kms, const char *instance, const char *id_or_alia
 		   struct kms_key *ret, struct sealvm_err *err);
 /* Fills @t for @key (NULL: the instance itself). */
 void kms_target(const struct rc_instance *inst, const struct kms_key *key, struct http_target *t);
+
+/*
+ * The in-process start of a call: the instance in the principal's account,
+ * the key (@key NULL: none; found into *@ret_key), the target, and the same
+ * decision (@iam_action) the ladder asks for over HTTP. Whatever it returns,
+ * end the call with kms_call_end, which records @audit_action's event.
+ */
+int kms_call_begin(struct kms_call *c, struct kms *kms, const struct sealvm_principal *p,
+		   const char *instance, const char *key, const char *iam_action,
+		   const char *audit_action, struct kms_key *ret_key, struct sealvm_err *err);
+/*
+ * Ends an in-process call whose result is @r and error @e: records its event
+ * (kms_call_finish), frees it (kms_call_done) and, on failure, copies @e to
+ * @err unless @err holds an error already. Returns the call's final result.
+ */
+int kms_call_end(struct kms_call *c, int r, struct sealvm_err *e, struct sealvm_err *err);
+/* Who a principal is in the rows a change writes: its IAM id, else its name, else "unknown". */
+const char *kms_principal_id(const struct sealvm_principal *p);
 
 /* Sets the target the audit event names (the new key, on create). */
 void kms_call_set_target(struct kms_call *c, const struct http_target *t);

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sealvm/iam.h"
 #include "sealvm/log.h"
 
 #include "kms_internal.h"
@@ -115,11 +114,6 @@ static int reg_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 	return kms_call_audit_in_job(j->c, conn, j->create ? (j->created ? 201 : 200) : 204, err);
 }
 
-static const char *principal_id(const struct sealvm_principal *p)
-{
-	return p && p->iam_id[0] ? p->iam_id : (p && p->name[0] ? p->name : "unknown");
-}
-
 int kms_op_registration_put(struct kms_call *c, const char *key_id, const char *resource_crn,
 			    const char *description, bool prevent, bool *ret_created,
 			    struct kms_registration *ret, struct sealvm_err *err)
@@ -150,8 +144,8 @@ int kms_op_registration_put(struct kms_call *c, const char *key_id, const char *
 	snprintf(j.r.description, sizeof(j.r.description), "%s", description ? description : "");
 	j.r.prevent_deletion = prevent;
 	j.r.created_ms = j.r.updated_ms = j.now;
-	snprintf(j.r.created_by, sizeof(j.r.created_by), "%s", principal_id(c->p));
-	snprintf(j.r.updated_by, sizeof(j.r.updated_by), "%s", principal_id(c->p));
+	snprintf(j.r.created_by, sizeof(j.r.created_by), "%s", kms_principal_id(c->p));
+	snprintf(j.r.updated_by, sizeof(j.r.updated_by), "%s", kms_principal_id(c->p));
 	c->ok_status = 0;
 	int r = db_write(c->kms->deps.db, reg_run, &j, err);
 	if (r < 0)
@@ -198,14 +192,10 @@ struct reg_list {
 static int collect(const struct kms_registration *r, void *arg)
 {
 	struct reg_list *l = arg;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 8;
-		struct kms_registration *p = realloc(l->v, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		l->v = p;
-		l->cap = cap;
-	}
+	struct kms_registration *p = kms_grow(l->v, l->n, &l->cap, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	l->v = p;
 	l->v[l->n++] = *r;
 	return 0;
 }
@@ -248,43 +238,17 @@ static int reg_call(struct kms *kms, const struct sealvm_principal *p, const cha
 		    const char *key, const char *resource_crn, const char *description,
 		    bool prevent, bool create, struct sealvm_err *err)
 {
-	struct kms_call c = {.kms = kms, .p = p};
+	struct kms_call c;
 	struct kms_key k;
 	struct sealvm_err e = SEALVM_ERR_INIT;
 	const char *action = create ? "kms.registrations.create" : "kms.registrations.delete";
-	int r;
-
-	c.audit_action = action;
-	if (kms_uuid_new(c.correlation_id) < 0)
-		snprintf(c.correlation_id, sizeof(c.correlation_id), "in-process");
-	if (!p || p->kind == PRINCIPAL_NONE || !p->account_id[0]) {
-		r = sealvm_err_set(&e, -EPERM, "UNAUTHORIZED_ERR",
-				   "the call has no authenticated principal");
-		goto out;
-	}
-	snprintf(c.target.account_id, sizeof(c.target.account_id), "%s", p->account_id);
-	r = kms_instance_get(kms, p->account_id, instance, &c.inst, &e);
-	if (r < 0)
-		goto out;
-	kms_target(&c.inst, NULL, &c.target);
-	r = kms_key_lookup(kms, c.inst.guid, key, &k, &e);
-	if (r < 0)
-		goto out;
-	kms_target(&c.inst, &k, &c.target);
-	r = iam_authorize(kms->deps.iam, p, action, &c.target, &e);
-	if (r < 0)
-		goto out;
-	if (create)
+	int r = kms_call_begin(&c, kms, p, instance, key, action, action, &k, &e);
+	if (r >= 0 && create)
 		r = kms_op_registration_put(&c, k.id, resource_crn, description, prevent, NULL,
 					    NULL, &e);
-	else
+	else if (r >= 0)
 		r = kms_op_registration_delete(&c, k.id, resource_crn, &e);
-out:
-	r = kms_call_finish(&c, r, &e, &e);
-	kms_call_done(&c);
-	if (r < 0 && err && !sealvm_err_isset(err))
-		*err = e;
-	return r;
+	return kms_call_end(&c, r, &e, err);
 }
 
 int kms_registration_create(struct kms *kms, const struct sealvm_principal *p, const char *instance,

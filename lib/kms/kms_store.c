@@ -93,6 +93,120 @@ const struct db_migration kms_migrations[] = {
 };
 const size_t kms_n_migrations = ELEMENTSOF(kms_migrations);
 
+/* ---- statements: prepare, bind, step -------------------------------------------------------- */
+
+/*
+ * One value for a statement's next parameter (?1, ?2, … in the order given).
+ * A NULL text or blob binds SQL NULL, as a parameter left unbound would.
+ */
+struct bind {
+	enum { BIND_TEXT, BIND_INT, BIND_BLOB } type;
+	const char *text;
+	int64_t i;
+	const void *blob;
+	size_t len;
+};
+
+static struct bind b_text(const char *s)
+{
+	return (struct bind){.type = BIND_TEXT, .text = s};
+}
+
+static struct bind b_int(int64_t i)
+{
+	return (struct bind){.type = BIND_INT, .i = i};
+}
+
+static struct bind b_blob(const void *p, size_t len)
+{
+	return (struct bind){.type = BIND_BLOB, .blob = p, .len = len};
+}
+
+/* The values of a statement's parameters, as the two arguments (array, count) taken below. */
+#define BINDS(...)                                                                                 \
+	(const struct bind[]){__VA_ARGS__}, ELEMENTSOF(((const struct bind[]){__VA_ARGS__}))
+
+/* @sql from db_prepare's cache into *@ret, with @binds bound. Errors: db_prepare's. */
+static int prepare(sqlite3 *conn, const char *sql, const struct bind *binds, size_t n,
+		   sqlite3_stmt **ret, struct sealvm_err *err)
+{
+	int r = db_prepare(conn, sql, ret, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		int at = (int)i + 1;
+		switch (binds[i].type) {
+		case BIND_TEXT:
+			sqlite3_bind_text(*ret, at, binds[i].text, -1, SQLITE_STATIC);
+			break;
+		case BIND_INT:
+			sqlite3_bind_int64(*ret, at, binds[i].i);
+			break;
+		case BIND_BLOB:
+			sqlite3_bind_blob(*ret, at, binds[i].blob, (int)binds[i].len,
+					  SQLITE_STATIC);
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Steps @st: 1 with a row, 0 at the end, or db_error's errno (@what names the statement). */
+static int step(sqlite3 *conn, sqlite3_stmt *st, const char *what, struct sealvm_err *err)
+{
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return db_error(conn, rc, what, err);
+}
+
+/* prepare, then step once: 1 with the first row in *@st, 0 when there is none, or an errno. */
+static int query(sqlite3 *conn, const char *what, const char *sql, const struct bind *binds,
+		 size_t n, sqlite3_stmt **st, struct sealvm_err *err)
+{
+	int r = prepare(conn, sql, binds, n, st, err);
+	return r < 0 ? r : step(conn, *st, what, err);
+}
+
+/*
+ * Runs a statement that returns no rows (INSERT, UPDATE, DELETE): 0, or an
+ * errno. sqlite3_changes(@conn) then tells how many rows it changed.
+ */
+static int exec(sqlite3 *conn, const char *what, const char *sql, const struct bind *binds,
+		size_t n, struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(conn, sql, binds, n, &st, err);
+	if (r < 0)
+		return r;
+	int rc = sqlite3_step(st);
+	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, what, err);
+}
+
+static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int col)
+{
+	const unsigned char *v = sqlite3_column_text(st, col);
+	snprintf(dst, n, "%s", v ? (const char *)v : "");
+}
+
+/* A new copy of blob column @col: -EBADMSG when it is empty, -ENOMEM. */
+static int blob_copy(sqlite3_stmt *st, int col, unsigned char **ret, size_t *ret_len)
+{
+	int n = sqlite3_column_bytes(st, col);
+	const void *b = sqlite3_column_blob(st, col);
+	if (!b || n <= 0)
+		return -EBADMSG;
+	unsigned char *copy = malloc((size_t)n);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, b, (size_t)n);
+	*ret = copy;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
 /* ---- the statements of the read path (db_prepare caches them per connection) -------- */
 
 #define KEY_COLS                                                                                   \
@@ -115,12 +229,6 @@ static const char *const read_sql[KMS__ST_MAX] = {
 };
 
 /* ---- keys ----------------------------------------------------------------------------------- */
-
-static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int col)
-{
-	const unsigned char *v = sqlite3_column_text(st, col);
-	snprintf(dst, n, "%s", v ? (const char *)v : "");
-}
 
 static void key_row(sqlite3_stmt *st, struct kms_key *k)
 {
@@ -159,114 +267,68 @@ static int key_not_found(struct sealvm_err *err, const char *what)
 			      "Key does not exist: no key '%s' in this instance", what);
 }
 
+/* The key @which (by id or by alias) names as @id_or_alias in @instance. */
+static int key_get(sqlite3 *conn, enum kms_stmt_id which, const char *instance,
+		   const char *id_or_alias, struct kms_key *ret, struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = query(conn, "kms key get", read_sql[which],
+		      BINDS(b_text(id_or_alias), b_text(instance)), &st, err);
+	if (r == 0)
+		return key_not_found(err, id_or_alias);
+	if (r > 0)
+		key_row(st, ret);
+	return r < 0 ? r : 0;
+}
+
 int kms_store_key_get(struct kms *kms, sqlite3 *conn, const char *instance, const char *id_or_alias,
 		      struct kms_key *ret, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	enum kms_stmt_id which =
-		kms_uuid_valid(id_or_alias) ? KMS_ST_KEY_BY_ID : KMS_ST_KEY_BY_ALIAS;
-	int pr = db_prepare(conn, read_sql[which], &st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, id_or_alias, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, instance, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st), r = 0;
-	if (rc == SQLITE_ROW)
-		key_row(st, ret);
-	else if (rc == SQLITE_DONE)
-		r = key_not_found(err, id_or_alias);
-	else
-		r = db_error(conn, rc, "kms key get", err);
-	return r;
+	return key_get(conn, kms_uuid_valid(id_or_alias) ? KMS_ST_KEY_BY_ID : KMS_ST_KEY_BY_ALIAS,
+		       instance, id_or_alias, ret, err);
 }
 
 int kms_store_key_get_w(sqlite3 *conn, const char *instance, const char *key_id,
 			struct kms_key *ret, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn, read_sql[KMS_ST_KEY_BY_ID], &st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, instance, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		key_row(st, ret);
-		return 0;
-	}
-	if (rc == SQLITE_DONE)
-		return key_not_found(err, key_id);
-	return db_error(conn, rc, "kms key get", err);
+	return key_get(conn, KMS_ST_KEY_BY_ID, instance, key_id, ret, err);
 }
 
 int kms_store_key_insert(sqlite3 *conn, const struct kms_key *k, const unsigned char *payload,
 			 size_t payload_len, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(
-			conn,
-			"INSERT INTO kms_keys (id, account_id, instance, crn, name, description, key_ring,"
-			" extractable, imported, state, bits, created_ms, created_by, updated_ms,"
-			" updated_by, action_ms, rotated_ms, expiration_ms, version, dual_auth, payload)"
-			" VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
-			&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, k->account_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, k->instance, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, k->crn, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, k->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, k->description, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, k->key_ring, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 8, k->extractable);
-	sqlite3_bind_int(st, 9, k->imported);
-	sqlite3_bind_int(st, 10, k->state);
-	sqlite3_bind_int(st, 11, k->bits);
-	sqlite3_bind_int64(st, 12, k->created_ms);
-	sqlite3_bind_text(st, 13, k->created_by, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 14, k->updated_ms);
-	sqlite3_bind_text(st, 15, k->updated_by, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 16, k->action_ms);
-	sqlite3_bind_int64(st, 17, k->rotated_ms);
-	sqlite3_bind_int64(st, 18, k->expiration_ms);
-	sqlite3_bind_int(st, 19, k->version);
-	sqlite3_bind_int(st, 20, k->dual_auth);
-	if (payload)
-		sqlite3_bind_blob(st, 21, payload, (int)payload_len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "kms key insert", err);
+	return exec(
+		conn, "kms key insert",
+		"INSERT INTO kms_keys (id, account_id, instance, crn, name, description, key_ring,"
+		" extractable, imported, state, bits, created_ms, created_by, updated_ms,"
+		" updated_by, action_ms, rotated_ms, expiration_ms, version, dual_auth, payload)"
+		" VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
+		BINDS(b_text(k->id), b_text(k->account_id), b_text(k->instance), b_text(k->crn),
+		      b_text(k->name), b_text(k->description), b_text(k->key_ring),
+		      b_int(k->extractable), b_int(k->imported), b_int(k->state), b_int(k->bits),
+		      b_int(k->created_ms), b_text(k->created_by), b_int(k->updated_ms),
+		      b_text(k->updated_by), b_int(k->action_ms), b_int(k->rotated_ms),
+		      b_int(k->expiration_ms), b_int(k->version), b_int(k->dual_auth),
+		      b_blob(payload, payload_len)),
+		err);
 }
 
 int kms_store_key_update(sqlite3 *conn, const struct kms_key *k, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(
-			conn,
-			"UPDATE kms_keys SET state = ?2, updated_ms = ?3, updated_by = ?4, action_ms = ?5,"
-			" rotated_ms = ?6, version = ?7, dual_auth = ?8, deletion_by = ?9,"
-			" deletion_expires_ms = ?10, deleted_ms = ?11, deleted_by = ?12, imported = ?13"
-			" WHERE id = ?1",
-			&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, k->state);
-	sqlite3_bind_int64(st, 3, k->updated_ms);
-	sqlite3_bind_text(st, 4, k->updated_by, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, k->action_ms);
-	sqlite3_bind_int64(st, 6, k->rotated_ms);
-	sqlite3_bind_int(st, 7, k->version);
-	sqlite3_bind_int(st, 8, k->dual_auth);
-	sqlite3_bind_text(st, 9, k->deletion_by, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 10, k->deletion_expires_ms);
-	sqlite3_bind_int64(st, 11, k->deleted_ms);
-	sqlite3_bind_text(st, 12, k->deleted_by, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 13, k->imported);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return db_error(conn, rc, "kms key update", err);
-	return sqlite3_changes(conn) ? 0 : key_not_found(err, k->id);
+	int r = exec(
+		conn, "kms key update",
+		"UPDATE kms_keys SET state = ?2, updated_ms = ?3, updated_by = ?4, action_ms = ?5,"
+		" rotated_ms = ?6, version = ?7, dual_auth = ?8, deletion_by = ?9,"
+		" deletion_expires_ms = ?10, deleted_ms = ?11, deleted_by = ?12, imported = ?13"
+		" WHERE id = ?1",
+		BINDS(b_text(k->id), b_int(k->state), b_int(k->updated_ms), b_text(k->updated_by),
+		      b_int(k->action_ms), b_int(k->rotated_ms), b_int(k->version),
+		      b_int(k->dual_auth), b_text(k->deletion_by), b_int(k->deletion_expires_ms),
+		      b_int(k->deleted_ms), b_text(k->deleted_by), b_int(k->imported)),
+		err);
+	if (r >= 0 && sqlite3_changes(conn) == 0)
+		r = key_not_found(err, k->id);
+	return r;
 }
 
 int kms_store_key_delete_all(sqlite3 *conn, const char *key_id, struct sealvm_err *err)
@@ -278,14 +340,9 @@ int kms_store_key_delete_all(sqlite3 *conn, const char *key_id, struct sealvm_er
 		"DELETE FROM kms_keys WHERE id = ?1",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(sql); i++) {
-		_cleanup_stmt_ sqlite3_stmt *st = NULL;
-		int rc, pr = db_prepare(conn, sql[i], &st, err);
-		if (pr < 0)
-			return pr;
-		sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc != SQLITE_DONE)
-			return db_error(conn, rc, "kms purge", err);
+		int r = exec(conn, "kms purge", sql[i], BINDS(b_text(key_id)), err);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -294,27 +351,19 @@ int kms_store_key_payload(sqlite3 *conn, const char *key_id, unsigned char **ret
 			  struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn, "SELECT payload FROM kms_keys WHERE id = ?1", &st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	int r = query(conn, "kms payload", "SELECT payload FROM kms_keys WHERE id = ?1",
+		      BINDS(b_text(key_id)), &st, err);
+	if (r == 0)
 		return key_not_found(err, key_id);
-	if (rc != SQLITE_ROW)
-		return db_error(conn, rc, "kms payload", err);
-	int n = sqlite3_column_bytes(st, 0);
-	const void *b = sqlite3_column_blob(st, 0);
-	if (!b || n <= 0)
+	if (r < 0)
+		return r;
+	r = blob_copy(st, 0, ret, ret_len);
+	if (r == -EBADMSG)
 		return sealvm_err_set(err, -EIO, "INCOMPLETE_METADATA_ERR",
 				      "Key metadata became corrupted: key %s has no material",
 				      key_id);
-	unsigned char *copy = malloc((size_t)n);
-	if (!copy)
-		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
-	memcpy(copy, b, (size_t)n);
-	*ret = copy;
-	*ret_len = (size_t)n;
+	if (r < 0)
+		return sealvm_err_set(err, r, NULL, "out of memory");
 	return 0;
 }
 
@@ -328,31 +377,22 @@ int kms_store_key_list(sqlite3 *conn, const struct kms_list_query *q,
 		       struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"SELECT " KEY_COLS KEY_FROM " WHERE k.instance = ?1"
-				" AND (?2 IS NULL OR k.key_ring = ?2)"
-				" AND ((?3 >> " EFFECTIVE_STATE ") & 1) = 1"
-				" AND (?7 < 0 OR k.extractable = ?7)"
-				" ORDER BY k.created_ms, k.id LIMIT ?4 OFFSET ?5",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, q->instance, -1, SQLITE_STATIC);
-	if (q->key_ring)
-		sqlite3_bind_text(st, 2, q->key_ring, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, q->state_mask);
-	sqlite3_bind_int64(st, 4, q->limit);
-	sqlite3_bind_int64(st, 5, q->offset);
-	sqlite3_bind_int64(st, 6, q->now_ms);
-	sqlite3_bind_int(st, 7, q->extractable);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	int r = prepare(conn,
+			"SELECT " KEY_COLS KEY_FROM " WHERE k.instance = ?1"
+			" AND (?2 IS NULL OR k.key_ring = ?2)"
+			" AND ((?3 >> " EFFECTIVE_STATE ") & 1) = 1"
+			" AND (?7 < 0 OR k.extractable = ?7)"
+			" ORDER BY k.created_ms, k.id LIMIT ?4 OFFSET ?5",
+			BINDS(b_text(q->instance), b_text(q->key_ring), b_int(q->state_mask),
+			      b_int(q->limit), b_int(q->offset), b_int(q->now_ms),
+			      b_int(q->extractable)),
+			&st, err);
+	while (r >= 0 && (r = step(conn, st, "kms key list", err)) > 0) {
 		struct kms_key k;
 		key_row(st, &k);
-		int r = fn(&k, arg);
-		if (r < 0)
-			return r;
+		r = fn(&k, arg);
 	}
-	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "kms key list", err);
+	return r;
 }
 
 /* ---- versions ---------------------------------------------------------------------------------
@@ -383,44 +423,23 @@ int kms_store_version_get(struct kms *kms, sqlite3 *conn, const char *key_id,
 			  struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int pr = db_prepare(conn,
-			    read_sql[version_id ? KMS_ST_VERSION_BY_ID : KMS_ST_VERSION_BY_NUMBER],
-			    &st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	if (version_id)
-		sqlite3_bind_text(st, 2, version_id, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_int(st, 2, number);
-	int rc = sqlite3_step(st), r;
-	if (rc == SQLITE_ROW)
-		r = version_row(st, ret, err);
-	else if (rc == SQLITE_DONE)
-		r = sealvm_err_set(err, -ENOENT, "KEY_VERSION_NOT_FOUND",
-				   "key %s has no such version", key_id);
-	else
-		r = db_error(conn, rc, "kms version get", err);
-	return r;
+	int r = query(conn, "kms version get",
+		      read_sql[version_id ? KMS_ST_VERSION_BY_ID : KMS_ST_VERSION_BY_NUMBER],
+		      BINDS(b_text(key_id), version_id ? b_text(version_id) : b_int(number)), &st,
+		      err);
+	if (r == 0)
+		return sealvm_err_set(err, -ENOENT, "KEY_VERSION_NOT_FOUND",
+				      "key %s has no such version", key_id);
+	return r < 0 ? r : version_row(st, ret, err);
 }
 
 int kms_store_version_insert(sqlite3 *conn, const struct kms_version *v, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"INSERT INTO kms_key_versions (" VERSION_COLS
-				") VALUES (?1,?2,?3,?4,?5,?6)",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, v->key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, v->version);
-	sqlite3_bind_text(st, 3, v->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, v->created_ms);
-	sqlite3_bind_int(st, 5, v->bytes);
-	sqlite3_bind_blob(st, 6, v->ref, (int)v->ref_len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "kms version insert", err);
+	return exec(conn, "kms version insert",
+		    "INSERT INTO kms_key_versions (" VERSION_COLS ") VALUES (?1,?2,?3,?4,?5,?6)",
+		    BINDS(b_text(v->key_id), b_int(v->version), b_text(v->id), b_int(v->created_ms),
+			  b_int(v->bytes), b_blob(v->ref, v->ref_len)),
+		    err);
 }
 
 int kms_store_version_list(sqlite3 *conn, const char *key_id,
@@ -428,23 +447,18 @@ int kms_store_version_list(sqlite3 *conn, const char *key_id,
 			   struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"SELECT " VERSION_COLS " FROM kms_key_versions WHERE key_id = ?1"
-				" ORDER BY version DESC",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	int r = prepare(conn,
+			"SELECT " VERSION_COLS " FROM kms_key_versions WHERE key_id = ?1"
+			" ORDER BY version DESC",
+			BINDS(b_text(key_id)), &st, err);
+	while (r >= 0 && (r = step(conn, st, "kms version list", err)) > 0) {
 		struct kms_version v;
-		int r = version_row(st, &v, err);
+		r = version_row(st, &v, err);
 		if (r >= 0)
 			r = fn(&v, arg);
 		explicit_bzero(&v, sizeof(v));
-		if (r < 0)
-			return r;
 	}
-	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "kms version list", err);
+	return r;
 }
 
 /* ---- aliases ------------------------------------------------------------------------------------
@@ -455,18 +469,15 @@ int kms_store_alias_insert(sqlite3 *conn, const char *instance, const char *alia
 			   struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"INSERT INTO kms_aliases (instance, alias, key_id, created_ms,"
-				" created_by) VALUES (?1,?2,?3,?4,?5)",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, alias, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, now_ms);
-	sqlite3_bind_text(st, 5, by, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
+	int r = prepare(
+		conn,
+		"INSERT INTO kms_aliases (instance, alias, key_id, created_ms,"
+		" created_by) VALUES (?1,?2,?3,?4,?5)",
+		BINDS(b_text(instance), b_text(alias), b_text(key_id), b_int(now_ms), b_text(by)),
+		&st, err);
+	if (r < 0)
+		return r;
+	int rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		return 0;
 	if ((rc & 0xff) == SQLITE_CONSTRAINT)
@@ -478,40 +489,27 @@ int kms_store_alias_insert(sqlite3 *conn, const char *instance, const char *alia
 int kms_store_alias_delete(sqlite3 *conn, const char *instance, const char *alias,
 			   const char *key_id, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(
-			conn,
-			"DELETE FROM kms_aliases WHERE instance = ?1 AND alias = ?2 AND key_id = ?3",
-			&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, alias, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return db_error(conn, rc, "kms alias delete", err);
-	return sqlite3_changes(conn) ? 0
-				     : sealvm_err_set(err, -ENOENT, "KEY_ALIAS_NOT_FOUND_ERR",
-						      "the key has no alias '%s'", alias);
+	int r = exec(conn, "kms alias delete",
+		     "DELETE FROM kms_aliases WHERE instance = ?1 AND alias = ?2 AND key_id = ?3",
+		     BINDS(b_text(instance), b_text(alias), b_text(key_id)), err);
+	if (r >= 0 && sqlite3_changes(conn) == 0)
+		r = sealvm_err_set(err, -ENOENT, "KEY_ALIAS_NOT_FOUND_ERR",
+				   "the key has no alias '%s'", alias);
+	return r;
 }
 
 int kms_store_alias_count(sqlite3 *conn, const char *instance, const char *key_id, int *ret_count,
 			  struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(
-			conn,
-			"SELECT count(*) FROM kms_aliases WHERE instance = ?1 AND (?2 IS NULL OR key_id = ?2)",
-			&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
-	if (key_id)
-		sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
-		return db_error(conn, rc, "kms alias count", err);
+	int r = query(
+		conn, "kms alias count",
+		"SELECT count(*) FROM kms_aliases WHERE instance = ?1 AND (?2 IS NULL OR key_id = ?2)",
+		BINDS(b_text(instance), b_text(key_id)), &st, err);
+	if (r == 0) /* an aggregate always has its row */
+		r = db_error(conn, SQLITE_DONE, "kms alias count", err);
+	if (r < 0)
+		return r;
 	*ret_count = sqlite3_column_int(st, 0);
 	return 0;
 }
@@ -522,20 +520,14 @@ int kms_store_alias_list(sqlite3 *conn, const char *key_id,
 			 void *arg, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"SELECT alias, created_ms, created_by FROM kms_aliases"
-				" WHERE key_id = ?1 ORDER BY created_ms, alias",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int r = fn((const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
-			   (const char *)sqlite3_column_text(st, 2), arg);
-		if (r < 0)
-			return r;
-	}
-	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "kms alias list", err);
+	int r = prepare(conn,
+			"SELECT alias, created_ms, created_by FROM kms_aliases"
+			" WHERE key_id = ?1 ORDER BY created_ms, alias",
+			BINDS(b_text(key_id)), &st, err);
+	while (r >= 0 && (r = step(conn, st, "kms alias list", err)) > 0)
+		r = fn((const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+		       (const char *)sqlite3_column_text(st, 2), arg);
+	return r;
 }
 
 /* ---- instance policies
@@ -545,23 +537,20 @@ int kms_store_policy_get(sqlite3 *conn, const char *instance, bool *ret_dual,
 			 int64_t *ret_updated_ms, char *ret_updated_by, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"SELECT dual_auth, updated_ms, updated_by FROM"
-				" kms_instance_policies WHERE instance = ?1",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
+	int r = prepare(conn,
+			"SELECT dual_auth, updated_ms, updated_by FROM"
+			" kms_instance_policies WHERE instance = ?1",
+			BINDS(b_text(instance)), &st, err);
+	if (r < 0)
+		return r;
+	r = step(conn, st, "kms policy get", err);
 	*ret_dual = false;
 	if (ret_updated_ms)
 		*ret_updated_ms = 0;
 	if (ret_updated_by)
 		ret_updated_by[0] = '\0';
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (rc != SQLITE_ROW)
-		return db_error(conn, rc, "kms policy get", err);
+	if (r <= 0)
+		return r;
 	*ret_dual = sqlite3_column_int(st, 0) != 0;
 	if (ret_updated_ms)
 		*ret_updated_ms = sqlite3_column_int64(st, 1);
@@ -573,21 +562,12 @@ int kms_store_policy_get(sqlite3 *conn, const char *instance, bool *ret_dual,
 int kms_store_policy_put(sqlite3 *conn, const char *instance, bool dual, int64_t now_ms,
 			 const char *by, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"INSERT INTO kms_instance_policies (instance, dual_auth,"
-				" updated_ms, updated_by) VALUES (?1,?2,?3,?4)"
-				" ON CONFLICT(instance) DO UPDATE SET dual_auth = ?2,"
-				" updated_ms = ?3, updated_by = ?4",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, dual);
-	sqlite3_bind_int64(st, 3, now_ms);
-	sqlite3_bind_text(st, 4, by, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "kms policy put", err);
+	return exec(conn, "kms policy put",
+		    "INSERT INTO kms_instance_policies (instance, dual_auth,"
+		    " updated_ms, updated_by) VALUES (?1,?2,?3,?4)"
+		    " ON CONFLICT(instance) DO UPDATE SET dual_auth = ?2,"
+		    " updated_ms = ?3, updated_by = ?4",
+		    BINDS(b_text(instance), b_int(dual), b_int(now_ms), b_text(by)), err);
 }
 
 /* ---- registrations -----------------------------------------------------------------------------
@@ -614,91 +594,63 @@ static void reg_row(sqlite3_stmt *st, struct kms_registration *r)
 	r->version_ms = sqlite3_column_int64(st, 11);
 }
 
+static int reg_not_found(struct sealvm_err *err)
+{
+	return sealvm_err_set(err, -ENOENT, "REGISTRATION_NOT_FOUND_ERR",
+			      "the key has no registration for that resource");
+}
+
 int kms_store_reg_get(sqlite3 *conn, const char *key_id, const char *crn,
 		      struct kms_registration *ret, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"SELECT " REG_COLS " FROM kms_registrations"
-				" WHERE key_id = ?1 AND resource_crn = ?2",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, crn, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	int r = query(conn, "kms registration get",
+		      "SELECT " REG_COLS " FROM kms_registrations"
+		      " WHERE key_id = ?1 AND resource_crn = ?2",
+		      BINDS(b_text(key_id), b_text(crn)), &st, err);
+	if (r == 0)
+		return reg_not_found(err);
+	if (r > 0)
 		reg_row(st, ret);
-		return 0;
-	}
-	if (rc == SQLITE_DONE)
-		return sealvm_err_set(err, -ENOENT, "REGISTRATION_NOT_FOUND_ERR",
-				      "the key has no registration for that resource");
-	return db_error(conn, rc, "kms registration get", err);
+	return r < 0 ? r : 0;
 }
 
 int kms_store_reg_put(sqlite3 *conn, const struct kms_registration *r, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(
-			conn,
-			"INSERT INTO kms_registrations (" REG_COLS
-			") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
-			"?10,?11,?12) ON CONFLICT(key_id, resource_crn) DO UPDATE SET description = ?5,"
-			" prevent_deletion = ?6, updated_ms = ?9, updated_by = ?10",
-			&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, r->key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, r->resource_crn, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, r->instance, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, r->service, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, r->description, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 6, r->prevent_deletion);
-	sqlite3_bind_int64(st, 7, r->created_ms);
-	sqlite3_bind_text(st, 8, r->created_by, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 9, r->updated_ms);
-	sqlite3_bind_text(st, 10, r->updated_by, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 11, r->version_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 12, r->version_ms);
-	rc = sqlite3_step(st);
-	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "kms registration put", err);
+	return exec(conn, "kms registration put",
+		    "INSERT INTO kms_registrations (" REG_COLS
+		    ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+		    "?10,?11,?12) ON CONFLICT(key_id, resource_crn) DO UPDATE SET description = ?5,"
+		    " prevent_deletion = ?6, updated_ms = ?9, updated_by = ?10",
+		    BINDS(b_text(r->key_id), b_text(r->resource_crn), b_text(r->instance),
+			  b_text(r->service), b_text(r->description), b_int(r->prevent_deletion),
+			  b_int(r->created_ms), b_text(r->created_by), b_int(r->updated_ms),
+			  b_text(r->updated_by), b_text(r->version_id), b_int(r->version_ms)),
+		    err);
 }
 
 int kms_store_reg_delete(sqlite3 *conn, const char *key_id, const char *crn, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(
-			conn,
-			"DELETE FROM kms_registrations WHERE key_id = ?1 AND resource_crn = ?2",
-			&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, crn, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return db_error(conn, rc, "kms registration delete", err);
-	return sqlite3_changes(conn)
-		       ? 0
-		       : sealvm_err_set(err, -ENOENT, "REGISTRATION_NOT_FOUND_ERR",
-					"the key has no registration for that resource");
+	int r = exec(conn, "kms registration delete",
+		     "DELETE FROM kms_registrations WHERE key_id = ?1 AND resource_crn = ?2",
+		     BINDS(b_text(key_id), b_text(crn)), err);
+	if (r >= 0 && sqlite3_changes(conn) == 0)
+		r = reg_not_found(err);
+	return r;
 }
 
 int kms_store_reg_count(sqlite3 *conn, const char *key_id, int *ret_all, int *ret_prevent,
 			struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"SELECT count(*), coalesce(sum(prevent_deletion), 0)"
-				" FROM kms_registrations WHERE key_id = ?1",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
-		return db_error(conn, rc, "kms registration count", err);
+	int r = query(conn, "kms registration count",
+		      "SELECT count(*), coalesce(sum(prevent_deletion), 0)"
+		      " FROM kms_registrations WHERE key_id = ?1",
+		      BINDS(b_text(key_id)), &st, err);
+	if (r == 0) /* an aggregate always has its row */
+		r = db_error(conn, SQLITE_DONE, "kms registration count", err);
+	if (r < 0)
+		return r;
 	*ret_all = sqlite3_column_int(st, 0);
 	*ret_prevent = sqlite3_column_int(st, 1);
 	return 0;
@@ -710,67 +662,40 @@ int kms_store_reg_list(sqlite3 *conn, const char *instance, const char *key_id,
 		       struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"SELECT " REG_COLS " FROM kms_registrations WHERE instance = ?1"
-				" AND (?2 IS NULL OR key_id = ?2)"
-				" AND (?3 IS NULL OR resource_crn = ?3)"
-				" ORDER BY created_ms, key_id, resource_crn LIMIT ?4 OFFSET ?5",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
-	if (key_id)
-		sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
-	if (crn_filter)
-		sqlite3_bind_text(st, 3, crn_filter, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, limit);
-	sqlite3_bind_int64(st, 5, offset);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct kms_registration r;
-		reg_row(st, &r);
-		int x = fn(&r, arg);
-		if (x < 0)
-			return x;
+	int r = prepare(conn,
+			"SELECT " REG_COLS " FROM kms_registrations WHERE instance = ?1"
+			" AND (?2 IS NULL OR key_id = ?2)"
+			" AND (?3 IS NULL OR resource_crn = ?3)"
+			" ORDER BY created_ms, key_id, resource_crn LIMIT ?4 OFFSET ?5",
+			BINDS(b_text(instance), b_text(key_id), b_text(crn_filter), b_int(limit),
+			      b_int(offset)),
+			&st, err);
+	while (r >= 0 && (r = step(conn, st, "kms registration list", err)) > 0) {
+		struct kms_registration g;
+		reg_row(st, &g);
+		r = fn(&g, arg);
 	}
-	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "kms registration list", err);
+	return r;
 }
 
 /* ---- import tokens
  * ------------------------------------------------------------------------------- */
 
-static int blob_copy(sqlite3_stmt *st, int col, unsigned char **ret, size_t *ret_len)
-{
-	int n = sqlite3_column_bytes(st, col);
-	const void *b = sqlite3_column_blob(st, col);
-	if (!b || n <= 0)
-		return -EBADMSG;
-	*ret = malloc((size_t)n);
-	if (!*ret)
-		return -ENOMEM;
-	memcpy(*ret, b, (size_t)n);
-	*ret_len = (size_t)n;
-	return 0;
-}
-
 int kms_store_token_get(sqlite3 *conn, const char *instance, struct kms_import_token *ret,
 			struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"SELECT instance, account_id, created_ms, expires_ms,"
-				" max_retrievals, remaining, nonce, name, pub, ref"
-				" FROM kms_import_tokens WHERE instance = ?1",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	int r = query(conn, "kms import token get",
+		      "SELECT instance, account_id, created_ms, expires_ms,"
+		      " max_retrievals, remaining, nonce, name, pub, ref"
+		      " FROM kms_import_tokens WHERE instance = ?1",
+		      BINDS(b_text(instance)), &st, err);
+	if (r == 0)
 		return sealvm_err_set(err, -ENOENT, "IMPORT_TOKEN_NOT_FOUND_ERR",
 				      "this instance has no import token: create one with POST "
 				      "/api/v2/import_token");
-	if (rc != SQLITE_ROW)
-		return db_error(conn, rc, "kms import token get", err);
+	if (r < 0)
+		return r;
 	memset(ret, 0, sizeof(*ret));
 	copy_col(ret->instance, sizeof(ret->instance), st, 0);
 	copy_col(ret->account_id, sizeof(ret->account_id), st, 1);
@@ -781,7 +706,7 @@ int kms_store_token_get(sqlite3 *conn, const char *instance, struct kms_import_t
 	if (sqlite3_column_bytes(st, 6) == (int)sizeof(ret->nonce))
 		memcpy(ret->nonce, sqlite3_column_blob(st, 6), sizeof(ret->nonce));
 	copy_col(ret->name, sizeof(ret->name), st, 7);
-	int r = blob_copy(st, 8, &ret->pub, &ret->pub_len);
+	r = blob_copy(st, 8, &ret->pub, &ret->pub_len);
 	if (r >= 0)
 		r = blob_copy(st, 9, &ret->ref, &ret->ref_len);
 	if (r < 0) {
@@ -794,44 +719,27 @@ int kms_store_token_get(sqlite3 *conn, const char *instance, struct kms_import_t
 
 int kms_store_token_put(sqlite3 *conn, const struct kms_import_token *t, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"INSERT OR REPLACE INTO kms_import_tokens (instance, account_id,"
-				" created_ms, expires_ms, max_retrievals, remaining, nonce, name,"
-				" pub, ref) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, t->instance, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, t->account_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, t->created_ms);
-	sqlite3_bind_int64(st, 4, t->expires_ms);
-	sqlite3_bind_int(st, 5, t->max_retrievals);
-	sqlite3_bind_int(st, 6, t->remaining);
-	sqlite3_bind_blob(st, 7, t->nonce, sizeof(t->nonce), SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, t->name, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 9, t->pub, (int)t->pub_len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 10, t->ref, (int)t->ref_len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "kms import token put", err);
+	return exec(conn, "kms import token put",
+		    "INSERT OR REPLACE INTO kms_import_tokens (instance, account_id,"
+		    " created_ms, expires_ms, max_retrievals, remaining, nonce, name,"
+		    " pub, ref) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+		    BINDS(b_text(t->instance), b_text(t->account_id), b_int(t->created_ms),
+			  b_int(t->expires_ms), b_int(t->max_retrievals), b_int(t->remaining),
+			  b_blob(t->nonce, sizeof(t->nonce)), b_text(t->name),
+			  b_blob(t->pub, t->pub_len), b_blob(t->ref, t->ref_len)),
+		    err);
 }
 
 int kms_store_token_retrieve(sqlite3 *conn, const char *instance, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, pr = db_prepare(conn,
-				"UPDATE kms_import_tokens SET remaining = remaining - 1"
-				" WHERE instance = ?1 AND remaining > 0",
-				&st, err);
-	if (pr < 0)
-		return pr;
-	sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return db_error(conn, rc, "kms import token retrieve", err);
-	return sqlite3_changes(conn) ? 0
-				     : sealvm_err_set(err, -EAGAIN, "IMPORT_TOKEN_EXPIRED_ERR",
-						      "The import token has expired: it has been "
-						      "retrieved as many times as it allows "
-						      "(maxAllowedRetrievals); create a new one");
+	int r = exec(conn, "kms import token retrieve",
+		     "UPDATE kms_import_tokens SET remaining = remaining - 1"
+		     " WHERE instance = ?1 AND remaining > 0",
+		     BINDS(b_text(instance)), err);
+	if (r >= 0 && sqlite3_changes(conn) == 0)
+		r = sealvm_err_set(err, -EAGAIN, "IMPORT_TOKEN_EXPIRED_ERR",
+				   "The import token has expired: it has been "
+				   "retrieved as many times as it allows "
+				   "(maxAllowedRetrievals); create a new one");
+	return r;
 }

@@ -306,7 +306,9 @@ static void test_generated_round_trip(void **state)
 		for (size_t len = 1; len <= 64; len += 21) {
 			struct sealvm_secret *plain = random_secret(len);
 			seal_with(e->ks, &k, "aad-1", plain, &s);
-			assert_memory_not_equal(s.ct, plain->data, len < 8 ? len : 8);
+			/* 8 bytes: equal by chance 1 time in 2^64 (one byte would be 1 in 256) */
+			if (len >= 8)
+				assert_memory_not_equal(s.ct, plain->data, 8);
 			/* twice: the soft keystore answers the second from its cache */
 			open_expect(e->ks, k.name, k.ref, k.ref_len, "aad-1", &s, plain, 0, NULL);
 			open_expect(e->ks, k.name, k.ref, k.ref_len, "aad-1", &s, plain, 0, NULL);
