@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * cmd_iam.c — `sealvm iam service-id|api-key|policy|authorization ...`.
+ * cmd_iam.c — `sealvm iam service-id|api-key|policy|authorization|hmac ...`.
  *
  * Thin commands over the identity and access APIs: build the request, send it
  * through the client, print the answer as columns, key: value lines or (with
  * --json) the server's JSON. An API key's value is printed once, to stdout or
- * to a new 0600 file, and appears in no message.
+ * to a new 0600 file, and appears in no message; an HMAC secret access key
+ * likewise, once, to stdout.
  */
 #include <getopt.h>
 #include <string.h>
@@ -22,6 +23,7 @@ struct iam_args {
 	const char *name, *description, *iam_id, *out;
 	const char *subject, *role, *service, *instance, *rtype, *resource, *type;
 	const char *source, *target, *source_instance, *target_instance;
+	const char *service_id;
 	bool json;
 };
 
@@ -42,6 +44,7 @@ enum {
 	OPT_SOURCE_INST = 'A',
 	OPT_TARGET_INST = 'B',
 	OPT_JSON = 'j',
+	OPT_SERVICEID = 'D',
 };
 
 #define O_JSON                                                                                     \
@@ -114,6 +117,9 @@ static int iam_opt(int c, const char *arg, void *userdata)
 		break;
 	case OPT_TARGET_INST:
 		slot = &a->target_instance;
+		break;
+	case OPT_SERVICEID:
+		slot = &a->service_id;
 		break;
 	default:
 		return -1;
@@ -768,4 +774,186 @@ int cmd_resource_instance_show(int argc, char **argv)
 int cmd_resource_instance_delete(int argc, char **argv)
 {
 	return simple(argc, argv, "DELETE", "/v2/resource_instances", "", "deleted instance");
+}
+
+/* ---- HMAC credentials (resource keys of cloud-object-storage instances) ------------------- */
+
+/* The fields of a resource key worth a line or a column, at the top level. */
+static json_t *hmac_flat(const json_t *k)
+{
+	const json_t *cred = json_object_get(k, "credentials");
+	const json_t *hk = json_object_get(cred, "cos_hmac_keys");
+	const char *sid = json_string_value(json_object_get(cred, "iam_serviceid_crn"));
+	const char *f[][2] = {
+		{"guid", json_string_value(json_object_get(k, "guid"))},
+		{"name", json_string_value(json_object_get(k, "name"))},
+		{"access_key_id", json_string_value(json_object_get(hk, "access_key_id"))},
+		{"instance", json_string_value(json_object_get(k, "source_crn"))},
+		{"acts_as", sid ? sid : json_string_value(json_object_get(k, "created_by"))},
+		{"created_at", json_string_value(json_object_get(k, "created_at"))},
+	};
+	json_t *o = json_object();
+	for (size_t i = 0; o && i < ELEMENTSOF(f); i++)
+		if (json_object_set_new(o, f[i][0], json_string(f[i][1] ? f[i][1] : "")) < 0) {
+			json_decref(o);
+			o = NULL;
+		}
+	return o;
+}
+
+int cmd_iam_hmac_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"instance", required_argument, NULL, OPT_INSTANCE},
+		{"service-id", required_argument, NULL, OPT_SERVICEID},
+		O_NAME,
+		O_JSON,
+		{0},
+	};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	_cleanup_free_ char *sid_crn = NULL;
+	json_t *body, *j = NULL, *v, *flat;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 0, "", &ex))
+		return ex;
+	if (!a.instance)
+		return cli_usage_error("give --instance GUID (a cloud-object-storage instance)");
+	if ((ex = cli_client_open(&c)) != 0)
+		return ex;
+	if (a.service_id && strncmp(a.service_id, "crn:", 4) == 0) {
+		sid_crn = strdup(a.service_id);
+	} else if (a.service_id) {
+		_cleanup_free_ char *path = cli_id_path("/v1/serviceids", a.service_id, "");
+		json_t *sid = NULL;
+		if (!path)
+			return cli_oom();
+		if ((ex = cli_api(c, "GET", path, NULL, &sid)) != 0)
+			return ex;
+		const char *crn = json_string_value(json_object_get(sid, "crn"));
+		sid_crn = crn ? strdup(crn) : NULL;
+		json_decref(sid);
+		if (crn && !sid_crn)
+			return cli_oom();
+		if (!crn) {
+			cli_error("the service ID %s has no CRN [BAD_ANSWER]", a.service_id);
+			return EXIT_FAIL;
+		}
+	}
+	if (a.service_id && !sid_crn)
+		return cli_oom();
+	body = json_pack("{s:s, s:s, s:{s:b}}", "name", a.name ? a.name : "hmac-credentials",
+			 "source", a.instance, "parameters", "HMAC", 1);
+	if (!body || (sid_crn && json_object_set_new(json_object_get(body, "parameters"),
+						     "serviceid_crn", json_string(sid_crn)) < 0)) {
+		json_decref(body);
+		return cli_oom();
+	}
+	ex = cli_api(c, "POST", "/v2/resource_keys", body, &j);
+	json_decref(body);
+	if (ex)
+		return ex;
+	v = json_object_get(json_object_get(json_object_get(j, "credentials"), "cos_hmac_keys"),
+			    "secret_access_key");
+	flat = hmac_flat(j);
+	if (!json_is_string(v) || !flat) {
+		cli_error("the answer holds no secret access key [BAD_ANSWER]");
+		json_decref(flat);
+		json_decref(j);
+		return EXIT_FAIL;
+	}
+	if (a.json) {
+		/* the same string object: wiped once below */
+		if (json_object_set(flat, "secret_access_key", v) < 0) {
+			json_decref(flat);
+			json_decref(j);
+			return cli_oom();
+		}
+		cli_print_json(flat);
+	} else {
+		/* the credentials alone on stdout, the details on stderr */
+		printf("access_key_id: %s\n", json_string_value(json_object_get(flat, "access_key_id")));
+		fputs("secret_access_key: ", stdout);
+		fwrite(json_string_value(v), 1, json_string_length(v), stdout);
+		fputc('\n', stdout);
+		fflush(stdout);
+		fprintf(stderr,
+			"created HMAC key %s for instance %s; its secret is shown only once\n",
+			json_string_value(json_object_get(flat, "guid")), a.instance);
+	}
+	explicit_bzero((char *)json_string_value(v), json_string_length(v));
+	json_decref(flat);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+int cmd_iam_hmac_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"instance", required_argument, NULL, OPT_INSTANCE},
+		O_JSON,
+		{0},
+	};
+	static const char *const hdr[] = {"GUID", "NAME", "ACCESS_KEY_ID", "ACTS_AS"};
+	static const char *const keys[] = {"guid", "name", "access_key_id", "acts_as"};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	_cleanup_free_ char *path = strdup("/v2/resource_keys");
+	json_t *j = NULL, *rows;
+	int ex;
+
+	if (!path)
+		return cli_oom();
+	if (parse(argc, argv, opts, &a, 0, "", &ex))
+		return ex;
+	if (a.instance && cli_query_add(&path, "source", a.instance) < 0)
+		return cli_oom();
+	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, "GET", path, NULL, &j)) != 0)
+		return ex;
+	if (a.json) {
+		cli_print_json(j);
+		json_decref(j);
+		return EXIT_OK;
+	}
+	rows = json_array();
+	const json_t *all = json_object_get(j, "resources");
+	for (size_t i = 0; rows && i < json_array_size(all); i++)
+		if (json_array_append_new(rows, hmac_flat(json_array_get(all, i))) < 0) {
+			json_decref(rows);
+			rows = NULL;
+		}
+	json_decref(j);
+	if (!rows)
+		return cli_oom();
+	cli_print_table(rows, hdr, keys, ELEMENTSOF(keys));
+	json_decref(rows);
+	return EXIT_OK;
+}
+
+int cmd_iam_hmac_show(int argc, char **argv)
+{
+	static const struct option opts[] = {O_JSON, {0}};
+	struct iam_args a = {0};
+	_cleanup_client_ struct cli_client *c = NULL;
+	_cleanup_free_ char *path = NULL;
+	json_t *j = NULL;
+	int ex;
+
+	if (parse(argc, argv, opts, &a, 1, "GUID", &ex))
+		return ex;
+	if (!(path = cli_id_path("/v2/resource_keys", argv[optind], "")))
+		return cli_oom();
+	if ((ex = cli_client_open(&c)) != 0 || (ex = cli_api(c, "GET", path, NULL, &j)) != 0)
+		return ex;
+	if (a.json)
+		return show(&a, j);
+	json_t *flat = hmac_flat(j);
+	json_decref(j);
+	return flat ? show(&a, flat) : cli_oom();
+}
+
+int cmd_iam_hmac_delete(int argc, char **argv)
+{
+	return simple(argc, argv, "DELETE", "/v2/resource_keys", "", "deleted HMAC key");
 }

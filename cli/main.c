@@ -191,11 +191,36 @@ static const struct cli_command authz_commands[] = {
 	{0},
 };
 
+static const struct cli_command hmac_commands[] = {
+	{"create", cmd_iam_hmac_create, NULL, "create HMAC credentials for object storage",
+	 "iam hmac create --instance GUID [--service-id ID] [--name NAME] [--json]\n"
+	 "\n"
+	 "Creates an HMAC resource key of a cloud-object-storage instance of the caller's\n"
+	 "account: an access key id and a secret access key for S3 clients (SigV4). The\n"
+	 "key acts as the caller, or as the service ID given. Prints access_key_id and\n"
+	 "secret_access_key to stdout, the key's GUID to stderr; the secret is shown only\n"
+	 "this once.\n"
+	 "\n"
+	 "  --instance GUID    the cloud-object-storage instance\n"
+	 "  --service-id ID    the service ID the key acts as (its ID or CRN)\n"
+	 "  --name NAME        the key's name (default hmac-credentials)\n" JSON_OPT},
+	{"list", cmd_iam_hmac_list, NULL, "list HMAC credentials (no secrets)",
+	 "iam hmac list [--instance GUID] [--json]\n"
+	 "\n"
+	 "  --instance GUID   only the keys of this instance\n" JSON_OPT},
+	{"show", cmd_iam_hmac_show, NULL, "show one HMAC key (no secret)",
+	 "iam hmac show GUID [--json]\n\n" JSON_OPT},
+	{"delete", cmd_iam_hmac_delete, NULL, "delete an HMAC key (it stops working at once)",
+	 "iam hmac delete GUID\n"},
+	{0},
+};
+
 static const struct cli_command iam_commands[] = {
 	{"service-id", NULL, serviceid_commands, "service IDs", NULL},
 	{"api-key", NULL, apikey_commands, "API keys of users and service IDs", NULL},
 	{"policy", NULL, policy_commands, "access policies", NULL},
 	{"authorization", NULL, authz_commands, "service-to-service authorizations", NULL},
+	{"hmac", NULL, hmac_commands, "HMAC credentials of object storage instances", NULL},
 	{0},
 };
 

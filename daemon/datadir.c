@@ -139,6 +139,10 @@ int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_er
 		};
 		audit_service_set_signer(d->audit, &signer);
 		r = rc_new(d->db, cfg->region, &d->rc);
+		if (r >= 0) {
+			rc_set_master(d->rc, d->master);
+			rc_set_iam(d->rc, d->iam);
+		}
 	}
 	if (r < 0) {
 		sealvm_err_set(err, r, NULL, "out of memory");

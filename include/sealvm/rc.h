@@ -7,6 +7,14 @@
  * "cloud-object-storage") in a region the deployment serves; it gets a GUID
  * and a CRN, and later services (keys, buckets) attach to it. List, get and
  * delete complete the API. Migration owner "resource-controller".
+ *
+ * Resource keys (`/v2/resource_keys`) with `parameters: {HMAC: true}` are
+ * the HMAC credentials of a cloud-object-storage instance: an access key id
+ * (32 hex) and a secret access key (48 hex) that S3 clients sign with
+ * (SigV4). The secret is shown once, in the creation response; it is stored
+ * sealed under the master key (it must verify signatures again, so it cannot
+ * be a hash). rc_hmac_lookup gives the S3 listener the secret and who the
+ * key acts as. docs/internals/rc-hmac.md has the whole design.
  */
 #ifndef SEALVM_RC_H
 #define SEALVM_RC_H
@@ -16,6 +24,8 @@
 #include "sealvm/db.h"
 #include "sealvm/err.h"
 #include "sealvm/http.h"
+#include "sealvm/principal.h"
+#include "sealvm/secret.h"
 
 extern const struct db_migration rc_migrations[];
 extern const size_t rc_n_migrations;
@@ -41,5 +51,61 @@ struct rc_instance {
 /* Looks up an instance by GUID within @account_id (-ENOENT otherwise), for other services. */
 int rc_instance_get(struct rc *rc, const char *account_id, const char *guid,
 		    struct rc_instance *ret, struct sealvm_err *err);
+
+/*
+ * Gives the resource controller the data dir's master key (borrowed; it must
+ * outlive @rc), which seals and opens HMAC secrets. Until it is set, the
+ * resource key routes answer 503 HMAC_UNAVAILABLE and rc_hmac_lookup fails.
+ */
+void rc_set_master(struct rc *rc, const struct sealvm_secret *master);
+
+struct iam;
+/*
+ * Gives the resource controller IAM's decision function (borrowed): a key
+ * made to act as a service ID needs, besides resource-controller.key.create,
+ * what creating an API key for that service ID needs
+ * (iam-identity.apikey.create on it), for it grants the same power. Until it
+ * is set, creating a key with serviceid_crn answers 503 HMAC_UNAVAILABLE.
+ */
+void rc_set_iam(struct rc *rc, struct iam *iam);
+
+struct sigv4_key_cache;
+/*
+ * The S3 listener's signing-key cache (borrowed; NULL for none): deleting a
+ * resource key calls sigv4_key_cache_forget on it after the delete commits,
+ * so a deleted key stops verifying at once.
+ */
+void rc_set_sigv4_cache(struct rc *rc, struct sigv4_key_cache *cache);
+
+#define RC_HMAC_ACCESS_KEY_ID_LEN 32
+#define RC_HMAC_SECRET_LEN 48
+
+/* Who an HMAC key acts as, and for which object storage instance. No secret. */
+struct rc_hmac_identity {
+	struct sealvm_principal principal; /* the creator, or the service ID it names;
+					      credential_type "hmac" */
+	char key_guid[40];		   /* the resource key */
+	char instance_guid[40];		   /* the cloud-object-storage instance */
+	char instance_crn[320];
+};
+
+/*
+ * Looks up the HMAC key @access_key_id: on success *@ret is who it acts as
+ * and *@ret_secret a new secret holding the 48-character secret access key
+ * (free with sealvm_secret_free). A key that is unknown, deleted, malformed,
+ * whose instance is gone or whose service ID is gone: -EPERM with reason
+ * InvalidAccessKeyId (S3's). A blob that does not open: -EBADMSG
+ * SEALED_BLOB_INVALID. -EAGAIN HMAC_UNAVAILABLE before rc_set_master.
+ * Thread-safe; reads only.
+ */
+int rc_hmac_lookup(struct rc *rc, const char *access_key_id, struct rc_hmac_identity *ret,
+		   struct sealvm_secret **ret_secret, struct sealvm_err *err);
+
+/*
+ * rc_hmac_lookup as a sigv4_secret_fn (sigv4.h): @userdata is the struct rc.
+ * Set .lookup = rc_hmac_sigv4_lookup, .userdata = rc in a sigv4_verifier.
+ */
+int rc_hmac_sigv4_lookup(void *userdata, const char *access_key_id, struct sealvm_secret **ret,
+			 struct sealvm_err *err);
 
 #endif

@@ -97,11 +97,13 @@ static const struct iam_role access_roles[] = {
 
 static const struct iam_role rc_roles[] = {
 	{"Viewer", true, NULL,
-	 A("resource-controller.instance.read", "resource-controller.instance.list")},
+	 A("resource-controller.instance.read", "resource-controller.instance.list",
+	   "resource-controller.key.read", "resource-controller.key.list")},
 	{"Operator", true, "Viewer", NONE},
 	{"Editor", true, "Viewer",
 	 A("resource-controller.instance.create", "resource-controller.instance.update",
-	   "resource-controller.instance.delete")},
+	   "resource-controller.instance.delete", "resource-controller.key.create",
+	   "resource-controller.key.delete")},
 	{"Administrator", true, "Editor", NONE},
 };
 

@@ -6,6 +6,7 @@
  *   GET    /v2/resource_instances[?resource_id=]
  *   GET    /v2/resource_instances/{guid}
  *   DELETE /v2/resource_instances/{guid}
+ *   POST|GET /v2/resource_keys, GET|DELETE /v2/resource_keys/{guid} (rc_hmac.c)
  *
  * An instance of another account is "not found", never "forbidden".
  */
@@ -250,6 +251,14 @@ static const struct http_route rc_routes[] = {
 	 "resource-controller.instance.read", "resource-controller.instance.read", 0, 0},
 	{"DELETE", "/v2/resource_instances/{guid}", h_delete, resolve_instance,
 	 "resource-controller.instance.delete", "resource-controller.instance.delete", 0, 0},
+	{"POST", "/v2/resource_keys", rc_hmac_h_create, NULL, "resource-controller.key.create",
+	 "resource-controller.resource-key.create", 16 * 1024, 0},
+	{"GET", "/v2/resource_keys", rc_hmac_h_list, NULL, "resource-controller.key.list",
+	 "resource-controller.resource-key.list", 0, 0},
+	{"GET", "/v2/resource_keys/{guid}", rc_hmac_h_get, rc_hmac_resolve,
+	 "resource-controller.key.read", "resource-controller.resource-key.read", 0, 0},
+	{"DELETE", "/v2/resource_keys/{guid}", rc_hmac_h_delete, rc_hmac_resolve,
+	 "resource-controller.key.delete", "resource-controller.resource-key.delete", 0, 0},
 };
 
 int rc_new(struct sealvm_db *db, const char *region, struct rc **ret)

@@ -20,6 +20,7 @@ const struct db_migration rc_migrations[] = {
 	 " state TEXT NOT NULL,"
 	 " created_at TEXT NOT NULL);"
 	 "CREATE INDEX rc_instances_account ON rc_instances(account_id, created_at);"},
+	{"resource-controller", 2, RC_HMAC_MIGRATION_2},
 };
 const size_t rc_n_migrations = ELEMENTSOF(rc_migrations);
 
