@@ -106,6 +106,14 @@ void db_read_end(struct sealvm_db *db, sqlite3 *conn);
 void db_stats(struct sealvm_db *db, uint64_t *ret_commits, uint64_t *ret_jobs);
 
 /*
+ * Checkpoints run so far. They never run inside a commit: a thread of their
+ * own copies the WAL into the database (PASSIVE: without waiting for the
+ * writer) once it holds 1000 frames, and only past 65536 frames waits for the
+ * writer between two commits so that the WAL stops growing.
+ */
+uint64_t db_checkpoints(struct sealvm_db *db);
+
+/*
  * Translates a SQLite result code at a call site into a negative errno + err,
  * message "@what: <SQLite's message>": CONSTRAINT -EEXIST (DB_CONSTRAINT),
  * FULL -ENOSPC (NO_SPACE), BUSY/LOCKED -EBUSY (DB_BUSY), NOTFOUND -ENOENT

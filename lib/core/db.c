@@ -95,6 +95,20 @@ struct sealvm_db {
 	bool stopping;	  /* set under lock, read atomically */
 	uint64_t commits, jobs;
 
+	/*
+	 * Checkpoints run on a thread and connection of their own, never inside
+	 * a commit: the writer's WAL hook tells it how long the WAL has grown.
+	 */
+	sqlite3 *cconn;
+	pthread_t checkpointer;
+	bool checkpointer_started;
+	pthread_mutex_t clock;
+	pthread_cond_t cwake;
+	bool cstop;	      /* under clock */
+	int wal_pages;	      /* under clock: frames in the WAL after the last commit */
+	int wal_copied;	      /* under clock: of those, copied by the last checkpoint */
+	uint64_t checkpoints; /* under clock */
+
 	/* Read pool, under rlock. */
 	pthread_mutex_t rlock;
 	pthread_cond_t rfree;
@@ -818,6 +832,64 @@ static unsigned run_batch(struct sealvm_db *db, struct db_job **jobs, size_t n)
 	return commits;
 }
 
+/*
+ * A passive checkpoint runs each time this many new frames are in the WAL
+ * (SQLite's own auto-checkpoint interval). Under a steady stream of commits
+ * the writer never finds the WAL fully copied when it begins, so the WAL
+ * would only grow: past CHECKPOINT_RESTART_PAGES (16 MiB) the checkpointer
+ * waits for the writer to be between two commits and makes it start the WAL
+ * over — by then the passive runs have copied nearly everything.
+ */
+#define CHECKPOINT_PAGES 1000
+#define CHECKPOINT_RESTART_PAGES 4096
+
+static int on_wal_commit(void *arg, sqlite3 *conn, const char *schema, int pages)
+{
+	struct sealvm_db *db = arg;
+	pthread_mutex_lock(&db->clock);
+	if (pages < db->wal_copied)
+		db->wal_copied = 0; /* the WAL started over */
+	db->wal_pages = pages;
+	if (pages - db->wal_copied >= CHECKPOINT_PAGES)
+		pthread_cond_signal(&db->cwake);
+	pthread_mutex_unlock(&db->clock);
+	return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg)
+{
+	struct sealvm_db *db = arg;
+	pthread_mutex_lock(&db->clock);
+	while (!db->cstop) {
+		if (db->wal_pages - db->wal_copied < CHECKPOINT_PAGES) {
+			pthread_cond_wait(&db->cwake, &db->clock);
+			continue;
+		}
+		int pages = db->wal_pages;
+		pthread_mutex_unlock(&db->clock);
+		/*
+		 * PASSIVE copies what it can without waiting for the writer. RESTART
+		 * waits (busy timeout) for the writer between two commits.
+		 */
+		int mode = pages >= CHECKPOINT_RESTART_PAGES ? SQLITE_CHECKPOINT_RESTART
+							     : SQLITE_CHECKPOINT_PASSIVE;
+		int nlog = -1, nck = -1;
+		int rc = sqlite3_wal_checkpoint_v2(db->cconn, NULL, mode, &nlog, &nck);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			log_warning("database %s: checkpoint failed: %s", db->path,
+				    sqlite3_errmsg(db->cconn));
+		pthread_mutex_lock(&db->clock);
+		db->checkpoints++;
+		if (rc == SQLITE_OK && mode == SQLITE_CHECKPOINT_RESTART)
+			db->wal_copied = 0,
+			db->wal_pages = 0; /* the next commit starts the WAL over */
+		else
+			db->wal_copied = MAX(db->wal_copied, nck);
+	}
+	pthread_mutex_unlock(&db->clock);
+	return NULL;
+}
+
 static void *writer_main(void *arg)
 {
 	struct sealvm_db *db = arg;
@@ -1019,6 +1091,8 @@ int db_open(const char *path, const struct db_migration *migrations, size_t n_mi
 	if (!db)
 		return sealvm_err_set(err, -ENOMEM, "NO_MEMORY", "cannot open %s", path);
 	pthread_mutex_init(&db->lock, NULL);
+	pthread_mutex_init(&db->clock, NULL);
+	pthread_cond_init(&db->cwake, NULL);
 	pthread_cond_init(&db->work, NULL);
 	pthread_cond_init(&db->drained, NULL);
 	pthread_mutex_init(&db->rlock, NULL);
@@ -1063,11 +1137,23 @@ int db_open(const char *path, const struct db_migration *migrations, size_t n_mi
 	r = readers_open(db, readers, busy_timeout_ms, err);
 	if (r < 0)
 		goto fail;
+	r = conn_open(path, SQLITE_OPEN_READWRITE, busy_timeout_ms, &db->cconn, err);
+	/* Reading the mode makes the connection open the WAL: a checkpoint before that is a no-op.
+	 */
+	if (r >= 0)
+		r = pragma_expect(db->cconn, path, "PRAGMA journal_mode", "wal", err);
+	if (r < 0)
+		goto fail;
+	sqlite3_wal_hook(db->wconn, on_wal_commit, db); /* replaces the auto-checkpoint */
 
 	/* The writer takes no signals: they belong to the threads that handle them. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = -pthread_create(&db->writer, NULL, writer_main, db);
+	r = -pthread_create(&db->checkpointer, NULL, checkpointer_main, db);
+	if (r == 0) {
+		db->checkpointer_started = true;
+		r = -pthread_create(&db->writer, NULL, writer_main, db);
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r < 0) {
 		r = sealvm_err_set_errno(err, r, "IO_ERROR", "cannot start the writer of %s", path);
@@ -1098,6 +1184,15 @@ void db_close(struct sealvm_db *db)
 		pthread_mutex_unlock(&db->lock);
 	}
 
+	if (db->checkpointer_started) {
+		pthread_mutex_lock(&db->clock);
+		db->cstop = true;
+		pthread_cond_signal(&db->cwake);
+		pthread_mutex_unlock(&db->clock);
+		pthread_join(db->checkpointer, NULL);
+	}
+	conn_close(db->cconn);
+
 	/* Every reader must be back; closing one that is lent would pull it from under a caller. */
 	assert(db->n_idle == db->n_readers);
 	for (unsigned i = 0; i < db->n_readers; i++)
@@ -1111,6 +1206,8 @@ void db_close(struct sealvm_db *db)
 	/* Last, so that this connection checkpoints the WAL and removes it. */
 	conn_close(db->wconn);
 
+	pthread_cond_destroy(&db->cwake);
+	pthread_mutex_destroy(&db->clock);
 	pthread_cond_destroy(&db->rfree);
 	pthread_mutex_destroy(&db->rlock);
 	pthread_cond_destroy(&db->drained);
@@ -1121,6 +1218,17 @@ void db_close(struct sealvm_db *db)
 	free(db->batch);
 	free(db->path);
 	free(db);
+}
+
+uint64_t db_checkpoints(struct sealvm_db *db)
+{
+	uint64_t n = 0;
+	if (db) {
+		pthread_mutex_lock(&db->clock);
+		n = db->checkpoints;
+		pthread_mutex_unlock(&db->clock);
+	}
+	return n;
 }
 
 void db_stats(struct sealvm_db *db, uint64_t *ret_commits, uint64_t *ret_jobs)

@@ -781,6 +781,39 @@ static int job_rows_then_break_sync(sqlite3 *c, void *ud, struct sealvm_err *err
 	return r;
 }
 
+static int job_big(sqlite3 *c, void *ud, struct sealvm_err *err)
+{
+	int rc = sqlite3_exec(c, "CREATE TABLE IF NOT EXISTS big(b BLOB)", NULL, NULL, NULL);
+	for (int i = 0; i < 20 && rc == SQLITE_OK; i++) {
+		sqlite3_stmt *st = NULL;
+		rc = sqlite3_prepare_v2(c, "INSERT INTO big VALUES (randomblob(262144))", -1, &st,
+					NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+		sqlite3_finalize(st);
+	}
+	return rc == SQLITE_OK ? 0 : db_error(c, rc, "insert a blob", err);
+}
+
+/* The WAL is copied into the database by the checkpointer, outside any commit. */
+static void test_checkpoints_outside_commits(void **state)
+{
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	struct sealvm_db *db = open_test_db("ck.db", 1, 0);
+	struct stat before, after;
+	assert_int_equal(db_checkpoints(db), 0);
+	assert_int_equal(stat(p("ck.db"), &before), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(db_write(db, job_big, NULL, &err), 0);
+	for (int i = 0; i < 200 && db_checkpoints(db) == 0; i++)
+		usleep(50 * 1000);
+	assert_true(db_checkpoints(db) > 0);
+	/* what was copied is in the database file itself now */
+	assert_int_equal(stat(p("ck.db"), &after), 0);
+	assert_true(after.st_size > before.st_size + 4 * 1024 * 1024);
+	db_close(db);
+}
+
 static void test_commit_failure(void **state)
 {
 	struct sealvm_err err = SEALVM_ERR_INIT;
@@ -1170,6 +1203,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_job_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoints_outside_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readers_see_committed_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_pool_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
