@@ -108,8 +108,8 @@ void db_stats(struct sealvm_db *db, uint64_t *ret_commits, uint64_t *ret_jobs);
 /*
  * Checkpoints run so far. They never run inside a commit: a thread of their
  * own copies the WAL into the database (PASSIVE: without waiting for the
- * writer) once it holds 1000 frames, and only past 65536 frames waits for the
- * writer between two commits so that the WAL stops growing.
+ * writer) each 1000 new frames; past 4096 frames the writer copies the rest
+ * itself between two batches, so that its next transaction starts the WAL over.
  */
 uint64_t db_checkpoints(struct sealvm_db *db);
 

@@ -86,7 +86,7 @@ start_daemon() {
 	"$SEALVMD" --data-dir "$dir" --listen 127.0.0.1:0 >"$log" 2>&1 &
 	DPID=$!
 	for i in $(seq 1 100); do
-		PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' "$log" | head -1)
+		PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' "$log" 2>/dev/null | head -1 || true)
 		[ -n "$PORT" ] && break
 		kill -0 $DPID 2>/dev/null || { cat "$log" >&2; fail "sealvmd exited at start"; }
 		sleep 0.1

@@ -14,7 +14,7 @@ JSON
 "$SEALVMD" --data-dir data --config cfg.json --listen 127.0.0.1:0 >daemon.log 2>&1 &
 DPID=$!
 for _ in $(seq 1 100); do
-	PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' daemon.log | head -1)
+	PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' daemon.log 2>/dev/null | head -1 || true)
 	[ -n "$PORT" ] && break
 	sleep 0.1
 done

@@ -51,7 +51,7 @@ start_daemon_cfg() {
 	DPID=$!
 	PORT=
 	for i in $(seq 1 100); do
-		PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' "$log" | head -1)
+		PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' "$log" 2>/dev/null | head -1 || true)
 		[ -n "$PORT" ] && break
 		kill -0 $DPID 2>/dev/null || { cat "$log" >&2; fail "sealvmd exited at start"; }
 		sleep 0.1

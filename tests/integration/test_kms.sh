@@ -50,7 +50,7 @@ start_kms() {
 	DPID=$!
 	PORT=
 	for i in $(seq 1 150); do
-		PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' "$2" | tail -1)
+		PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' "$2" 2>/dev/null | tail -1 || true)
 		[ -n "$PORT" ] && break
 		kill -0 $DPID 2>/dev/null || { cat "$2" >&2; fail "sealvmd exited at start"; }
 		sleep 0.1

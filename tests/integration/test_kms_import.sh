@@ -39,7 +39,7 @@ EOF
 "$SEALVMD" --data-dir data --config cfg.json --listen 127.0.0.1:0 >d.log 2>&1 &
 DPID=$!
 for i in $(seq 1 150); do
-	PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' d.log)
+	PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' d.log 2>/dev/null || true)
 	[ -n "$PORT" ] && break
 	kill -0 $DPID 2>/dev/null || { cat d.log >&2; fail "sealvmd exited at start"; }
 	sleep 0.1
