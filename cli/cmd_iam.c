@@ -873,7 +873,8 @@ int cmd_iam_hmac_create(int argc, char **argv)
 		cli_print_json(flat);
 	} else {
 		/* the credentials alone on stdout, the details on stderr */
-		printf("access_key_id: %s\n", json_string_value(json_object_get(flat, "access_key_id")));
+		printf("access_key_id: %s\n",
+		       json_string_value(json_object_get(flat, "access_key_id")));
 		fputs("secret_access_key: ", stdout);
 		fwrite(json_string_value(v), 1, json_string_length(v), stdout);
 		fputc('\n', stdout);

@@ -55,8 +55,8 @@ int audit_store_last(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AU
  * removed (*ret_seq = 0 and zeros when nothing was ever pruned). When the
  * table is empty audit_store_last returns it. -EBADMSG when corrupt.
  */
-int audit_store_anchor(sqlite3 *conn, int64_t *ret_seq,
-		       unsigned char ret_chain[AUDIT_CHAIN_SIZE], struct sealvm_err *err);
+int audit_store_anchor(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AUDIT_CHAIN_SIZE],
+		       struct sealvm_err *err);
 int audit_store_set_anchor(sqlite3 *conn, int64_t seq, const unsigned char chain[AUDIT_CHAIN_SIZE],
 			   struct sealvm_err *err);
 

@@ -78,21 +78,12 @@ int rc_hmac_store_get(sqlite3 *conn, const char *account_id, const char *guid,
 		      struct rc_hmac_key *ret, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, r = db_prepare(
-			conn, "SELECT " COLS " FROM rc_hmac_keys WHERE guid = ? AND account_id = ?",
-			&st, err);
-	if (r < 0)
-		return r;
-	sqlite3_bind_text(st, 1, guid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, account_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	int r = rc_store_one(
+		conn, "SELECT " COLS " FROM rc_hmac_keys WHERE guid = ?1 AND account_id = ?2",
+		account_id, guid, "resource key", &st, err);
+	if (r >= 0)
 		row(st, ret);
-		return 0;
-	}
-	if (rc == SQLITE_DONE)
-		return sealvm_err_set(err, -ENOENT, "NOT_FOUND", "no resource key %s", guid);
-	return db_error(conn, rc, "hmac key get", err);
+	return r;
 }
 
 int rc_hmac_store_list(sqlite3 *conn, const char *account_id, const char *instance_guid,

@@ -83,6 +83,15 @@ int rc_hmac_store_serviceid(sqlite3 *conn, const char *account_id, const char *c
 			    char iam_id[96], char name[128], struct sealvm_err *err);
 
 void rc_row(sqlite3_stmt *st, struct rc_instance *i);
+/*
+ * Runs @sql (a SELECT whose parameters are ?1 = a GUID, ?2 = an account id)
+ * for @guid in @account_id: 0 with *@ret_st on the row (the caller reads it,
+ * then releases the statement), -ENOENT NOT_FOUND "no @what @guid", or the
+ * database's error.
+ */
+int rc_store_one(sqlite3 *conn, const char *sql, const char *account_id, const char *guid,
+		 const char *what, sqlite3_stmt **ret_st, struct sealvm_err *err);
+
 int rc_store_insert(sqlite3 *conn, const struct rc_instance *i, struct sealvm_err *err);
 int rc_store_get(sqlite3 *conn, const char *account_id, const char *guid, struct rc_instance *ret,
 		 struct sealvm_err *err);

@@ -47,8 +47,8 @@ void rc_row(sqlite3_stmt *st, struct rc_instance *i)
 int rc_store_insert(sqlite3 *conn, const struct rc_instance *i, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, r = db_prepare(conn,
-				    "INSERT INTO rc_instances (" COLS ") VALUES (?,?,?,?,?,?,?,?)", &st, err);
+	int rc, r = db_prepare(conn, "INSERT INTO rc_instances (" COLS ") VALUES (?,?,?,?,?,?,?,?)",
+			       &st, err);
 	if (r < 0)
 		return r;
 	const char *v[] = {i->guid,	   i->crn,    i->account_id, i->name,
@@ -59,23 +59,35 @@ int rc_store_insert(sqlite3 *conn, const struct rc_instance *i, struct sealvm_er
 	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "rc insert", err);
 }
 
-int rc_store_get(sqlite3 *conn, const char *account_id, const char *guid, struct rc_instance *ret,
-		 struct sealvm_err *err)
+int rc_store_one(sqlite3 *conn, const char *sql, const char *account_id, const char *guid,
+		 const char *what, sqlite3_stmt **ret_st, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, r = db_prepare(conn, "SELECT " COLS " FROM rc_instances WHERE guid = ? AND account_id = ?", &st, err);
+	int r = db_prepare(conn, sql, &st, err);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, guid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, account_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
+	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		rc_row(st, ret);
+		*ret_st = TAKE_PTR(st);
 		return 0;
 	}
 	if (rc == SQLITE_DONE)
-		return sealvm_err_set(err, -ENOENT, "NOT_FOUND", "no resource instance %s", guid);
-	return db_error(conn, rc, "rc get", err);
+		return sealvm_err_set(err, -ENOENT, "NOT_FOUND", "no %s %s", what, guid);
+	return db_error(conn, rc, what, err);
+}
+
+int rc_store_get(sqlite3 *conn, const char *account_id, const char *guid, struct rc_instance *ret,
+		 struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = rc_store_one(
+		conn, "SELECT " COLS " FROM rc_instances WHERE guid = ?1 AND account_id = ?2",
+		account_id, guid, "resource instance", &st, err);
+	if (r >= 0)
+		rc_row(st, ret);
+	return r;
 }
 
 int rc_store_list(sqlite3 *conn, const char *account_id, const char *resource_id,
@@ -84,8 +96,9 @@ int rc_store_list(sqlite3 *conn, const char *account_id, const char *resource_id
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int rc, r = db_prepare(conn,
-		"SELECT " COLS " FROM rc_instances WHERE account_id = ?"
-		" AND (?2 IS NULL OR resource_id = ?2) ORDER BY created_at, guid", &st, err);
+			       "SELECT " COLS " FROM rc_instances WHERE account_id = ?"
+			       " AND (?2 IS NULL OR resource_id = ?2) ORDER BY created_at, guid",
+			       &st, err);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
@@ -104,7 +117,8 @@ int rc_store_list(sqlite3 *conn, const char *account_id, const char *resource_id
 int rc_store_delete(sqlite3 *conn, const char *account_id, const char *guid, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, r = db_prepare(conn, "DELETE FROM rc_instances WHERE guid = ? AND account_id = ?", &st, err);
+	int rc, r = db_prepare(conn, "DELETE FROM rc_instances WHERE guid = ? AND account_id = ?",
+			       &st, err);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, guid, -1, SQLITE_STATIC);

@@ -1097,7 +1097,6 @@ static void test_query_corrupt_event(void **state)
 	assert_string_equal(err.reason, "AUDIT_EVENT_CORRUPT");
 }
 
-
 /*
  * The stored text is written directly, not by jansson: it must be exactly
  * what jansson's canonical dump (compact, sorted keys, ASCII) of the same
@@ -1160,7 +1159,6 @@ static void test_append_text_is_canonical(void **state)
 	}
 	json_decref(data);
 }
-
 
 /* ---- retention: pruning keeps the chain verifiable ---- */
 
@@ -1269,8 +1267,8 @@ static void test_prune_forgery_detected(void **state)
 	exec_ok(f->db, "BEGIN");
 	exec_ok(f->db, "DELETE FROM audit_events WHERE seq <= 7");
 	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_prepare_v2(f->db, "UPDATE audit_anchor SET seq = 7, chain = ?",
-					    -1, &st, NULL),
+	assert_int_equal(sqlite3_prepare_v2(f->db, "UPDATE audit_anchor SET seq = 7, chain = ?", -1,
+					    &st, NULL),
 			 SQLITE_OK);
 	sqlite3_bind_blob(st, 1, c7, AUDIT_CHAIN_SIZE, SQLITE_STATIC);
 	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
