@@ -109,12 +109,19 @@ struct sealvm_db {
 	int wal_copied;	      /* under clock: of those, copied by the last checkpoint */
 	uint64_t checkpoints; /* under clock */
 
-	/* Read pool, under rlock. */
+	/*
+	 * Read pool: a connection is lent by claiming its flag with one atomic
+	 * exchange, starting from the slot this thread used last, so that
+	 * borrowers do not queue on a lock. Only when every connection is lent
+	 * does a borrower sleep (rlock, rfree), counted in waiters so that a
+	 * returning connection wakes it.
+	 */
 	pthread_mutex_t rlock;
 	pthread_cond_t rfree;
-	sqlite3 **readers; /* all of them, for closing */
-	sqlite3 **idle;	   /* a stack of the ones not lent */
-	unsigned n_readers, n_idle;
+	sqlite3 **readers;   /* all of them */
+	unsigned char *lent; /* atomic flags, one per reader */
+	unsigned n_readers;
+	unsigned waiters; /* atomic: borrowers asleep or about to be */
 };
 
 /* --- errors ------------------------------------------------------------------ */
@@ -1005,22 +1012,44 @@ int db_write(struct sealvm_db *db, db_job_fn fn, void *userdata, struct sealvm_e
 
 /* --- readers ----------------------------------------------------------------- */
 
+/* Claims an idle reader, trying slot @hint first; -1 when every one is lent. */
+static int reader_claim(struct sealvm_db *db, unsigned hint)
+{
+	for (unsigned i = 0; i < db->n_readers; i++) {
+		unsigned k = (hint + i) % db->n_readers;
+		if (!__atomic_load_n(&db->lent[k], __ATOMIC_RELAXED) &&
+		    !__atomic_exchange_n(&db->lent[k], 1, __ATOMIC_SEQ_CST))
+			return (int)k;
+	}
+	return -1;
+}
+
+static _Thread_local unsigned reader_hint;
+
 sqlite3 *db_read_begin(struct sealvm_db *db)
 {
-	sqlite3 *conn;
+	int k;
 
 	if (!db)
 		return NULL;
-	pthread_mutex_lock(&db->rlock);
-	while (db->n_idle == 0)
-		pthread_cond_wait(&db->rfree, &db->rlock);
-	conn = db->idle[--db->n_idle];
-	pthread_mutex_unlock(&db->rlock);
-	return conn;
+	k = reader_claim(db, reader_hint);
+	if (k < 0) {
+		pthread_mutex_lock(&db->rlock);
+		__atomic_add_fetch(&db->waiters, 1, __ATOMIC_SEQ_CST);
+		/* A reader returned after our count was visible signals under rlock: not lost. */
+		while ((k = reader_claim(db, reader_hint)) < 0)
+			pthread_cond_wait(&db->rfree, &db->rlock);
+		__atomic_sub_fetch(&db->waiters, 1, __ATOMIC_SEQ_CST);
+		pthread_mutex_unlock(&db->rlock);
+	}
+	reader_hint = (unsigned)k;
+	return db->readers[k];
 }
 
 void db_read_end(struct sealvm_db *db, sqlite3 *conn)
 {
+	unsigned k;
+
 	if (!db || !conn)
 		return;
 	/*
@@ -1033,11 +1062,16 @@ void db_read_end(struct sealvm_db *db, sqlite3 *conn)
 	if (!sqlite3_get_autocommit(conn))
 		exec_sql(conn, "ROLLBACK");
 
-	pthread_mutex_lock(&db->rlock);
-	assert(db->n_idle < db->n_readers);
-	db->idle[db->n_idle++] = conn;
-	pthread_cond_signal(&db->rfree);
-	pthread_mutex_unlock(&db->rlock);
+	k = reader_hint < db->n_readers && db->readers[reader_hint] == conn ? reader_hint : 0;
+	while (k < db->n_readers && db->readers[k] != conn)
+		k++;
+	assert(k < db->n_readers && __atomic_load_n(&db->lent[k], __ATOMIC_RELAXED));
+	__atomic_store_n(&db->lent[k], 0, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&db->waiters, __ATOMIC_SEQ_CST) > 0) {
+		pthread_mutex_lock(&db->rlock);
+		pthread_cond_signal(&db->rfree);
+		pthread_mutex_unlock(&db->rlock);
+	}
 }
 
 /* --- open, close, stats ------------------------------------------------------ */
@@ -1046,8 +1080,8 @@ static int readers_open(struct sealvm_db *db, unsigned n, unsigned busy_timeout_
 			struct sealvm_err *err)
 {
 	db->readers = calloc(n, sizeof(*db->readers));
-	db->idle = calloc(n, sizeof(*db->idle));
-	if (!db->readers || !db->idle)
+	db->lent = calloc(n, sizeof(*db->lent));
+	if (!db->readers || !db->lent)
 		return sealvm_err_set(err, -ENOMEM, "NO_MEMORY", "cannot allocate the read pool");
 	for (unsigned i = 0; i < n; i++) {
 		int r = conn_open(db->path, SQLITE_OPEN_READONLY, busy_timeout_ms, &db->readers[i],
@@ -1055,7 +1089,6 @@ static int readers_open(struct sealvm_db *db, unsigned n, unsigned busy_timeout_
 		if (r < 0)
 			return r;
 		db->n_readers++;
-		db->idle[db->n_idle++] = db->readers[i];
 	}
 	return 0;
 }
@@ -1208,9 +1241,10 @@ void db_close(struct sealvm_db *db)
 	conn_close(db->cconn);
 
 	/* Every reader must be back; closing one that is lent would pull it from under a caller. */
-	assert(db->n_idle == db->n_readers);
-	for (unsigned i = 0; i < db->n_readers; i++)
+	for (unsigned i = 0; i < db->n_readers; i++) {
+		assert(!db->lent[i]);
 		conn_close(db->readers[i]);
+	}
 	sqlite3_finalize(db->st_begin);
 	sqlite3_finalize(db->st_commit);
 	sqlite3_finalize(db->st_rollback);
@@ -1228,7 +1262,7 @@ void db_close(struct sealvm_db *db)
 	pthread_cond_destroy(&db->work);
 	pthread_mutex_destroy(&db->lock);
 	free(db->readers);
-	free(db->idle);
+	free(db->lent);
 	free(db->batch);
 	free(db->path);
 	free(db);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -939,6 +940,61 @@ static void test_read_pool_blocks(void **state)
 	db_close(db);
 }
 
+/*
+ * Many borrowers, few connections: a connection is never lent to two threads at
+ * once, every borrow returns one, and nobody sleeps forever (a lost wake-up
+ * would hang the test).
+ */
+#define RS_THREADS 16
+#define RS_BORROWS 3000
+struct rs_shared {
+	struct sealvm_db *db;
+	sqlite3 *conns[2];
+	atomic_int holders[2];
+	atomic_int wrong;
+};
+
+static void *rs_main(void *arg)
+{
+	struct rs_shared *sh = arg;
+	for (int i = 0; i < RS_BORROWS; i++) {
+		sqlite3 *c = db_read_begin(sh->db);
+		int k = c == sh->conns[0] ? 0 : c == sh->conns[1] ? 1 : -1;
+		if (k < 0) {
+			atomic_fetch_add(&sh->wrong, 1);
+			continue;
+		}
+		if (atomic_fetch_add(&sh->holders[k], 1) != 0)
+			atomic_fetch_add(&sh->wrong, 1);
+		if (i % 64 == 0)
+			sched_yield(); /* hold it across a reschedule now and then */
+		atomic_fetch_sub(&sh->holders[k], 1);
+		db_read_end(sh->db, c);
+	}
+	return NULL;
+}
+
+static void test_read_pool_stress(void **state)
+{
+	struct rs_shared sh = {.db = open_test_db("rs.db", 2, 0)};
+	pthread_t t[RS_THREADS];
+
+	/* learn the two connections: borrow both at once */
+	sh.conns[0] = db_read_begin(sh.db);
+	sh.conns[1] = db_read_begin(sh.db);
+	assert_non_null(sh.conns[0]);
+	assert_non_null(sh.conns[1]);
+	assert_ptr_not_equal(sh.conns[0], sh.conns[1]);
+	db_read_end(sh.db, sh.conns[1]);
+	db_read_end(sh.db, sh.conns[0]);
+	for (int i = 0; i < RS_THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, rs_main, &sh), 0);
+	for (int i = 0; i < RS_THREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	assert_int_equal(atomic_load(&sh.wrong), 0);
+	db_close(sh.db); /* asserts every connection came back */
+}
+
 /* --- close, concurrency ------------------------------------------------------ */
 
 struct closer {
@@ -1205,6 +1261,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoints_outside_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readers_see_committed_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_pool_stress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_pool_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
