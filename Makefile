@@ -54,6 +54,7 @@ bench:
 	@bench/image_encrypt $(BUILD)
 	@bench/api_ceiling $(BUILD)
 	@bench/kms $(BUILD)
+	@bench/cos $(BUILD)
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang $(MESON) setup $(FUZZ_BUILD) -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null

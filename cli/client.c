@@ -675,6 +675,38 @@ const char *cli_client_account(struct cli_client *c)
 	return c->account[0] ? c->account : NULL;
 }
 
+const char *cli_client_endpoint(struct cli_client *c)
+{
+	return c->endpoint;
+}
+
+const struct sealvm_secret *cli_client_token(struct cli_client *c)
+{
+	return c->token;
+}
+
+int cli_endpoint_resolve(char **ret)
+{
+	const char *ep = cli_globals.endpoint ? cli_globals.endpoint : getenv("SEALVM_ENDPOINT");
+	json_t *st = NULL;
+	char *e;
+	size_t n;
+
+	if (!ep || !*ep) {
+		st = state_load();
+		ep = json_string_value(json_object_get(st, "endpoint"));
+	}
+	e = ep && *ep ? strdup(ep) : NULL;
+	state_free(st);
+	if (!e)
+		return ep && *ep ? -ENOMEM : -ENOENT;
+	n = strlen(e);
+	while (n > 8 && e[n - 1] == '/')
+		e[--n] = 0;
+	*ret = e;
+	return 0;
+}
+
 /* Wipes and frees a request text: a body may carry a DEK (kms wrap) or key material. */
 static void text_wipe_freep(char **p)
 {

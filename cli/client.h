@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include "sealvm/secret.h"
+
 /* Global options, set by main() before dispatch; borrowed from argv (never secrets). */
 struct cli_globals {
 	const char *endpoint;
@@ -63,6 +65,17 @@ int cli_api_ex(struct cli_client *c, const char *method, const char *path,
 
 /* The account of the caller, read from the token's account.bss claim (not verified). */
 const char *cli_client_account(struct cli_client *c);
+
+/* added for `sealvm cos`: the S3 client needs the API URL and the bearer token. */
+/* The API endpoint of an open client (borrowed, no trailing '/'). */
+const char *cli_client_endpoint(struct cli_client *c);
+/* The bearer token of an open client (borrowed; never print it). */
+const struct sealvm_secret *cli_client_token(struct cli_client *c);
+/*
+ * The API endpoint without credentials (flag > SEALVM_ENDPOINT > login state), as a new
+ * string in *ret; -ENOENT when none is known.
+ */
+int cli_endpoint_resolve(char **ret);
 
 /* Appends "&name=escaped(value)" (or "?" for the first) to the path buffer; 0 or -ENOMEM. */
 int cli_query_add(char **path, const char *name, const char *value);

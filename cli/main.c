@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "client.h"
+#include "cmd_cos.h"
 
 static const struct cli_command dek_commands[] = {
 	{"generate", cmd_dek_generate, NULL, "make a new random DEK (base64 text)",
@@ -439,6 +440,86 @@ static const struct cli_command kms_commands[] = {
 	{0},
 };
 
+#define COS_OPTS                                                                                   \
+	"  --instance GUID   the cloud-object-storage instance, for a bearer token\n"              \
+	"                    (or SEALVM_COS_INSTANCE)\n"                                           \
+	"  --hmac-file FILE  HMAC keys: the JSON 'sealvm iam hmac create --json' prints\n"         \
+	"                    (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)\n"                   \
+	"  --s3-endpoint URL the S3 endpoint (or SEALVM_COS_ENDPOINT; default: the region's\n"     \
+	"                    entry in the deployment's GET /v2/endpoints)\n"                       \
+	"  --json            print JSON\n"
+static const struct cli_command cos_bucket_commands[] = {
+	{"create", cmd_cos_bucket_create, NULL, "create a bucket (optionally SSE with a root key)",
+	 "cos bucket create NAME [--location LOC] [--kms-key-crn CRN] [--region R] [options]\n"
+	 "\n"
+	 "Creates a regional bucket in the instance (--instance, or the HMAC key's). With\n"
+	 "--kms-key-crn, every object is encrypted at rest under a per-object key wrapped\n"
+	 "by that root key (the account must have authorized cloud-object-storage -> kms).\n"
+	 "\n"
+	 "  --location LOC      the LocationConstraint (default REGION-standard)\n"
+	 "  --kms-key-crn CRN   the root key for server-side encryption (SSE-KP)\n"
+	 "  --region R          the region (default: the location's, or the only one)\n" COS_OPTS},
+	{"list", cmd_cos_bucket_list, NULL, "list the instance's buckets",
+	 "cos bucket list [--region R] [options]\n\n" COS_OPTS},
+	{"show", cmd_cos_bucket_show, NULL, "show a bucket (location, encryption)",
+	 "cos bucket show NAME [--region R] [options]\n\n" COS_OPTS},
+	{"delete", cmd_cos_bucket_delete, NULL, "delete an empty bucket",
+	 "cos bucket delete NAME [--region R] [options]\n\n" COS_OPTS},
+	{0},
+};
+
+static const struct cli_command cos_commands[] = {
+	{"bucket", NULL, cos_bucket_commands, "buckets: create, list, show, delete", NULL},
+	{"put", cmd_cos_put, NULL, "upload a file (multipart, parallel, resumable)",
+	 "cos put FILE cos://REGION/BUCKET/KEY [options]\n"
+	 "\n"
+	 "Uploads FILE (a KEY ending in '/' gets FILE's name appended). Files above the\n"
+	 "threshold go up as a multipart upload, --parallel parts at a time; its state is\n"
+	 "kept in FILE.sealvm-upload (mode 0600, no secret), and running the same command\n"
+	 "again after an interruption sends only the parts the server does not have.\n"
+	 "Every body carries a CRC32C the server checks before the object appears, or\n"
+	 "with --sha256 its SHA-256 (read twice: slower).\n"
+	 "\n"
+	 "  --part-size SIZE            part size, 5M-5G (default 64M; grown to fit 10000 parts)\n"
+	 "  --parallel N                parts in flight, 1-64 (default 4)\n"
+	 "  --multipart-threshold SIZE  larger files go multipart (default 64M)\n"
+	 "  --sha256                    send each body's SHA-256 for the server to check\n"
+	 "  --content-type T            the object's Content-Type\n"
+	 "  --meta NAME=VALUE           user metadata (x-amz-meta-NAME; repeatable)\n"
+	 "  --max-rate SIZE             at most SIZE bytes/s per connection (e.g. 10M)\n"
+	 "  --progress, --no-progress   show a progress bar (default: on a terminal)\n" COS_OPTS},
+	{"get", cmd_cos_get, NULL, "download an object (or a byte range)",
+	 "cos get cos://REGION/BUCKET/KEY FILE [options]\n"
+	 "\n"
+	 "Downloads to FILE ('-': standard output), written as FILE.partial and renamed\n"
+	 "when complete: on failure FILE does not appear.\n"
+	 "\n"
+	 "  --range FIRST-LAST          only these bytes (inclusive; FIRST- to the end)\n"
+	 "  --sha256 HEX                the data must hash to HEX, else FILE is not written\n"
+	 "  --force                     replace FILE if it exists\n"
+	 "  --progress, --no-progress   show a progress bar (default: on a terminal)\n" COS_OPTS},
+	{"head", cmd_cos_head, NULL, "show an object's size, ETag, type and metadata",
+	 "cos head cos://REGION/BUCKET/KEY [options]\n\n" COS_OPTS},
+	{"ls", cmd_cos_ls, NULL, "list objects (by prefix, with a delimiter)",
+	 "cos ls cos://REGION/BUCKET[/PREFIX] [--delimiter D] [options]\n"
+	 "\n"
+	 "Lists the objects whose keys start with PREFIX (all pages); with --delimiter,\n"
+	 "keys that go on past the delimiter are rolled up into common prefixes (PRE).\n"
+	 "\n"
+	 "  --delimiter D   roll up keys at D (usually '/')\n" COS_OPTS},
+	{"rm", cmd_cos_rm, NULL, "delete an object",
+	 "cos rm cos://REGION/BUCKET/KEY [options]\n\n" COS_OPTS},
+	{"presign", cmd_cos_presign, NULL, "a URL that grants GET or PUT for a while",
+	 "cos presign cos://REGION/BUCKET/KEY [--expires SECONDS] [--method GET|PUT] [options]\n"
+	 "\n"
+	 "Prints a presigned URL (SigV4 in the query) that anyone holding it can use\n"
+	 "until it expires. Needs HMAC keys (--hmac-file or AWS_* variables).\n"
+	 "\n"
+	 "  --expires SECONDS   lifetime, 1-604800 (default 3600)\n"
+	 "  --method M          GET (default) or PUT\n" COS_OPTS},
+	{0},
+};
+
 static const struct cli_command root_commands[] = {
 	{"dek", NULL, dek_commands, "data encryption keys", NULL},
 	{"image", NULL, image_commands, "encrypt, decrypt, verify and inspect disk images", NULL},
@@ -458,6 +539,7 @@ static const struct cli_command root_commands[] = {
 	{"events", NULL, events_commands, "the audit trail: list, verify, checkpoint", NULL},
 	{"resource", NULL, resource_commands, "resource instances of the account", NULL},
 	{"kms", NULL, kms_commands, "keys: create, import, wrap, unwrap, rotate, ...", NULL},
+	{"cos", NULL, cos_commands, "object storage: buckets, put, get, ls, presign", NULL},
 	{0},
 };
 

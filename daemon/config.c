@@ -32,6 +32,11 @@ void sealvmd_config_defaults(struct sealvmd_config *cfg)
 	cfg->limits.threads = (unsigned)(n > 0 ? 32 * n : 64);
 	cfg->keystore.backend = strdup("soft");
 	kms_config_defaults(&cfg->kms);
+	cfg->s3_listen = strdup("127.0.0.1:8730");
+	struct cos_config cc;
+	cos_config_defaults(&cc);
+	cfg->cos_upload_max_age_s = cc.upload_max_age_s;
+	cfg->cos_upload_sweep_interval_s = cc.upload_sweep_interval_s;
 }
 
 static int set_str(char **dst, json_t *v, const char *key, const char *path, struct sealvm_err *err)
@@ -166,6 +171,38 @@ static int load_kms(json_t *o, const char *path, struct sealvmd_config *cfg, str
 	return kms_config_check(&cfg->kms, err);
 }
 
+/* "cos": {"upload_max_age_s", "upload_sweep_interval_s"} */
+static int load_cos(json_t *o, const char *path, struct sealvmd_config *cfg, struct sealvm_err *err)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(o))
+		return sealvm_err_set(err, -EINVAL, "CONFIG_INVALID",
+				      "%s: \"cos\" must be an object", path);
+	json_object_foreach(o, key, v)
+	{
+		int64_t *dst = !strcmp(key, "upload_max_age_s") ? &cfg->cos_upload_max_age_s
+			       : !strcmp(key, "upload_sweep_interval_s")
+				       ? &cfg->cos_upload_sweep_interval_s
+				       : NULL;
+		int64_t min = dst == &cfg->cos_upload_max_age_s ? 60 : 1;
+		if (!dst)
+			return sealvm_err_set(err, -EINVAL, "CONFIG_UNKNOWN_KEY",
+					      "%s: unknown setting \"cos.%s\" (see "
+					      "docs/configuration.md)",
+					      path, key);
+		if (!json_is_integer(v) || json_integer_value(v) < min ||
+		    json_integer_value(v) > 10ll * 366 * 86400)
+			return sealvm_err_set(err, -EINVAL, "CONFIG_INVALID",
+					      "%s: \"cos.%s\" must be a whole number of seconds "
+					      "from %lld to ten years",
+					      path, key, (long long)min);
+		*dst = json_integer_value(v);
+	}
+	return 0;
+}
+
 int sealvmd_config_load(const char *path, struct sealvmd_config *cfg, struct sealvm_err *err)
 {
 	json_error_t je;
@@ -248,6 +285,12 @@ int sealvmd_config_load(const char *path, struct sealvmd_config *cfg, struct sea
 			r = load_keystore(v, path, cfg, err);
 		else if (!strcmp(key, "kms"))
 			r = load_kms(v, path, cfg, err);
+		else if (!strcmp(key, "cos"))
+			r = load_cos(v, path, cfg, err);
+		else if (!strcmp(key, "s3_listen"))
+			r = set_str(&cfg->s3_listen, v, key, path, err);
+		else if (!strcmp(key, "s3_public_url"))
+			r = set_str(&cfg->s3_public_url, v, key, path, err);
 		else
 			r = sealvm_err_set(err, -EINVAL, "CONFIG_UNKNOWN_KEY",
 					   "%s: unknown setting \"%s\" (see docs/configuration.md)",
@@ -268,6 +311,8 @@ void sealvmd_config_done(struct sealvmd_config *cfg)
 	free(cfg->services);
 	free(cfg->region);
 	free(cfg->audit_export_dir);
+	free(cfg->s3_listen);
+	free(cfg->s3_public_url);
 	free(cfg->keystore.backend);
 	free(cfg->keystore.module);
 	free(cfg->keystore.token_label);

@@ -36,7 +36,7 @@ static char *path_in(const char *dir, const char *name)
 static struct db_migration *all_migrations(size_t *ret_n)
 {
 	size_t n = iam_identity_n_migrations + iam_access_n_migrations + audit_n_migrations +
-		   rc_n_migrations + kms_n_migrations,
+		   rc_n_migrations + kms_n_migrations + cos_n_migrations,
 	       k = 0;
 	struct db_migration *m = calloc(n, sizeof(*m));
 	if (!m)
@@ -51,6 +51,8 @@ static struct db_migration *all_migrations(size_t *ret_n)
 		m[k++] = rc_migrations[i];
 	for (size_t i = 0; i < kms_n_migrations; i++)
 		m[k++] = kms_migrations[i];
+	for (size_t i = 0; i < cos_n_migrations; i++)
+		m[k++] = cos_migrations[i];
 	*ret_n = n;
 	return m;
 }

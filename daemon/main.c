@@ -29,7 +29,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: sealvmd [serve] --data-dir DIR [--config FILE] [--listen ADDR:PORT]\n"
-		"               [--services LIST] [--tls-cert FILE --tls-key FILE] [--insecure-listen]\n"
+		"               [--s3-listen ADDR:PORT|none] [--services LIST]\n"
+		"               [--tls-cert FILE --tls-key FILE] [--insecure-listen]\n"
 		"       sealvmd init --data-dir DIR [--owner-key-file FILE] [--region REGION]\n"
 		"                    [--owner-name NAME] [--owner-email EMAIL]\n"
 		"       sealvmd rotate-signing-key --data-dir DIR\n"
@@ -37,6 +38,8 @@ static void usage(FILE *f)
 		"  --data-dir DIR        state: master.key and sealvm.db (mode 0700)\n"
 		"  --config FILE         JSON settings (docs/configuration.md); flags override it\n"
 		"  --listen ADDR:PORT    default 127.0.0.1:8720; non-loopback needs TLS or --insecure-listen\n"
+		"  --s3-listen ADDR:PORT the S3 (object storage) listener, default 127.0.0.1:8730;\n"
+		"                        'none' serves no S3; TLS and loopback rules as --listen\n"
 		"  --services LIST       services to serve (default: all)\n"
 		"  --no-access-log       no per-request log lines\n"
 		"  --owner-key-file FILE init: write the owner API key there (0600) instead of stdout\n"
@@ -47,6 +50,7 @@ enum {
 	OPT_DATA_DIR = 0x100,
 	OPT_CONFIG,
 	OPT_LISTEN,
+	OPT_S3_LISTEN,
 	OPT_SERVICES,
 	OPT_TLS_CERT,
 	OPT_TLS_KEY,
@@ -162,6 +166,58 @@ fail:
 	return 1;
 }
 
+/* Starts object storage and its S3 listener (unless s3_listen is "none"). */
+static int start_cos(struct sealvmd *d, struct sealvm_err *err)
+{
+	const struct sealvmd_config *cfg = d->cfg;
+	bool on = cfg->s3_listen && strcmp(cfg->s3_listen, "none") != 0;
+	struct cos_deps deps = {
+		.db = d->db,
+		.rc = d->rc,
+		.iam = d->iam,
+		.kms = d->kms,
+		.chain_key = d->chain_key->data,
+		.region = cfg->region,
+		.data_dir = cfg->data_dir,
+	};
+	struct cos_config cc;
+	cos_config_defaults(&cc);
+	cc.listen = on ? cfg->s3_listen : NULL;
+	cc.tls_cert = cfg->tls_cert;
+	cc.tls_key = cfg->tls_key;
+	cc.insecure_listen = cfg->insecure_listen;
+	cc.access_log = cfg->access_log;
+	cc.limits = cfg->limits;
+	cc.upload_max_age_s = cfg->cos_upload_max_age_s;
+	cc.upload_sweep_interval_s = cfg->cos_upload_sweep_interval_s;
+	int r = cos_new(&deps, &cc, &d->cos, err);
+	if (r < 0)
+		return r;
+	rc_set_sigv4_cache(d->rc, cos_sigv4_cache(d->cos));
+	if (!on)
+		return 0;
+	if (cfg->s3_public_url) {
+		snprintf(d->s3_url, sizeof(d->s3_url), "%s", cfg->s3_public_url);
+	} else {
+		/* The listen address's host part, with the port actually bound. */
+		const char *colon = strrchr(cfg->s3_listen, ':');
+		int host_len = colon ? (int)(colon - cfg->s3_listen) : (int)strlen(cfg->s3_listen);
+		snprintf(d->s3_url, sizeof(d->s3_url), "%s://%.*s:%u",
+			 cfg->tls_cert ? "https" : "http", host_len, cfg->s3_listen,
+			 cos_port(d->cos));
+	}
+	log_notice("S3 on %s (port %u), endpoint %s", cfg->s3_listen, cos_port(d->cos), d->s3_url);
+	return 0;
+}
+
+static void stop_cos(struct sealvmd *d)
+{
+	if (d->rc)
+		rc_set_sigv4_cache(d->rc, NULL);
+	cos_free(d->cos);
+	d->cos = NULL;
+}
+
 static int serve(struct sealvmd_config *cfg)
 {
 	struct sealvm_err err = SEALVM_ERR_INIT;
@@ -179,12 +235,14 @@ static int serve(struct sealvmd_config *cfg)
 	r = sealvmd_open(&d, cfg, &err);
 	if (r < 0)
 		goto fail;
+	r = start_cos(&d, &err);
+	if (r < 0) {
+		sealvmd_close(&d);
+		goto fail;
+	}
 	const struct http_service *services[] = {
-		sealvmd_health_service(),
-		iam_identity_http(d.iam),
-		iam_access_http(d.iam),
-		audit_http(d.audit),
-		rc_http(d.rc),
+		sealvmd_health_service(), sealvmd_endpoints_service(&d), iam_identity_http(d.iam),
+		iam_access_http(d.iam),	  audit_http(d.audit),		 rc_http(d.rc),
 		kms_http(d.kms),
 	};
 	struct http_service svc[ELEMENTSOF(services)];
@@ -203,6 +261,7 @@ static int serve(struct sealvmd_config *cfg)
 	sealvmd_hooks(&d, &hc.hooks);
 	r = http_server_start(&hc, &srv, &err);
 	if (r < 0) {
+		stop_cos(&d);
 		sealvmd_close(&d);
 		goto fail;
 	}
@@ -219,6 +278,7 @@ static int serve(struct sealvmd_config *cfg)
 		if (r < 0) {
 			audit_retention_free(retention);
 			http_server_stop(srv);
+			stop_cos(&d);
 			sealvmd_close(&d);
 			goto fail;
 		}
@@ -228,6 +288,7 @@ static int serve(struct sealvmd_config *cfg)
 	sigwait(&set, &sig);
 	log_notice("signal %d: stopping (finishing requests in flight)", sig);
 	http_server_stop(srv);
+	stop_cos(&d);
 	audit_retention_free(retention);
 	sealvmd_close(&d);
 	log_notice("stopped");
@@ -263,6 +324,7 @@ int main(int argc, char **argv)
 		{"data-dir", required_argument, NULL, OPT_DATA_DIR},
 		{"config", required_argument, NULL, OPT_CONFIG},
 		{"listen", required_argument, NULL, OPT_LISTEN},
+		{"s3-listen", required_argument, NULL, OPT_S3_LISTEN},
 		{"services", required_argument, NULL, OPT_SERVICES},
 		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
 		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
@@ -280,8 +342,8 @@ int main(int argc, char **argv)
 	struct sealvmd_config cfg;
 	struct args a = {.command = "serve"};
 	/* Flags are applied after the config file: keep them until then. */
-	const char *flag_listen = NULL, *flag_services = NULL, *flag_cert = NULL, *flag_key = NULL,
-		   *flag_region = NULL;
+	const char *flag_listen = NULL, *flag_s3_listen = NULL, *flag_services = NULL,
+		   *flag_cert = NULL, *flag_key = NULL, *flag_region = NULL;
 	bool flag_insecure = false, flag_no_log = false;
 	int c, rc;
 
@@ -309,6 +371,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LISTEN:
 			flag_listen = optarg;
+			break;
+		case OPT_S3_LISTEN:
+			flag_s3_listen = optarg;
 			break;
 		case OPT_SERVICES:
 			flag_services = optarg;
@@ -377,6 +442,8 @@ int main(int argc, char **argv)
 	}
 	if (flag_listen)
 		replace(&cfg.listen, flag_listen);
+	if (flag_s3_listen)
+		replace(&cfg.s3_listen, flag_s3_listen);
 	if (flag_services)
 		replace(&cfg.services, flag_services);
 	if (flag_cert)

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "sealvm/audit.h"
+#include "sealvm/cos.h"
 #include "sealvm/db.h"
 #include "sealvm/err.h"
 #include "sealvm/http.h"
@@ -46,6 +47,11 @@ struct sealvmd_config {
 		unsigned sessions;
 	} keystore;
 	struct kms_config kms; /* "kms": the key service's timing rules */
+	/* object storage: the S3 listener ("none": off) and the URL the endpoints table gives */
+	char *s3_listen;     /* "127.0.0.1:8730" */
+	char *s3_public_url; /* NULL: http(s)://<s3_listen, with the port bound> */
+	int64_t cos_upload_max_age_s;
+	int64_t cos_upload_sweep_interval_s;
 };
 
 void sealvmd_config_defaults(struct sealvmd_config *cfg);
@@ -64,6 +70,8 @@ struct sealvmd {
 	struct rc *rc;
 	struct keystore *ks;
 	struct kms *kms;
+	struct cos *cos;  /* serve only: object storage and its S3 listener */
+	char s3_url[300]; /* what GET /v2/endpoints names for the region ("" without S3) */
 };
 
 /* Opens the data dir: checks its mode, loads the master key, opens the database (migrations). */
@@ -75,5 +83,8 @@ void sealvmd_hooks(struct sealvmd *d, struct http_hooks *ret);
 
 /* /healthz */
 const struct http_service *sealvmd_health_service(void);
+
+/* GET /v2/endpoints: the region → S3 endpoint table (IBM's endpoints JSON shape). */
+const struct http_service *sealvmd_endpoints_service(struct sealvmd *d);
 
 #endif

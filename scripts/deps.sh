@@ -12,9 +12,9 @@ build_pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libcryptsetup-
 	libcurl4-openssl-dev libp11-kit-dev)
 # Real peers the tests drive, and the tools the tests use to make bad inputs.
 check_pkgs=(cryptsetup-bin qemu-utils python3 python3-cryptography e2fsprogs util-linux
-	coreutils xxd time curl sqlite3 softhsm2 python3-boto3 python3-botocore)
+	coreutils xxd time curl sqlite3 softhsm2 python3-boto3 python3-botocore awscli)
 demo_pkgs=(cryptsetup-bin qemu-utils fdisk e2fsprogs curl python3)
-bench_pkgs=(qemu-utils time bc wrk nginx-light sqlite3 softhsm2)
+bench_pkgs=(qemu-utils time bc wrk nginx-light sqlite3 softhsm2 awscli)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
 want=()

@@ -38,18 +38,10 @@ struct http_compiled_route {
 };
 
 struct http_server {
-	struct MHD_Daemon *daemon;
-	struct http_server_config cfg; /* copied; services and hooks are borrowed */
+	struct http_listener *listener;
+	struct http_server_config cfg; /* copied, limits filled; services and hooks are borrowed */
 	struct http_compiled_route *routes;
 	size_t n_routes;
-	uint16_t port;
-	struct sealvm_secret *tls_key;
-	char *tls_cert;
-
-	atomic_uint in_flight; /* requests begun and not yet completed */
-	atomic_bool stopping;
-	pthread_mutex_t lock;
-	pthread_cond_t idle;
 };
 
 struct http_request {

@@ -62,7 +62,11 @@ static const struct iam_role cos_roles[] = {
 	{"ContentReader", false, NULL, A("cloud-object-storage.object.read")},
 	{"ObjectReader", false, NULL,
 	 A("cloud-object-storage.object.read", "cloud-object-storage.object.head")},
-	{"ObjectWriter", false, NULL, A("cloud-object-storage.object.write")},
+	/* uploading includes multipart uploads of one's own, not listing or reading others' */
+	{"ObjectWriter", false, NULL,
+	 A("cloud-object-storage.object.write", "cloud-object-storage.multipart.create",
+	   "cloud-object-storage.multipart.upload", "cloud-object-storage.multipart.complete",
+	   "cloud-object-storage.multipart.abort")},
 	{"Reader", false, NULL,
 	 A("cloud-object-storage.bucket.list", "cloud-object-storage.bucket.head",
 	   "cloud-object-storage.object.list", "cloud-object-storage.object.read",

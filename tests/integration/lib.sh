@@ -80,10 +80,12 @@ retry() {
 # ---- sealvmd -------------------------------------------------------------------------------
 SEALVMD=${SEALVMD:-$(dirname "$SEALVM")/sealvmd}
 
-# start_daemon DATA_DIR LOG — starts sealvmd on a free loopback port; sets PORT, URL, DPID.
+# start_daemon DATA_DIR LOG [ARGS...] — starts sealvmd on free loopback ports; sets PORT, URL,
+# S3_PORT, S3_URL (the S3 listener) and DPID.
 start_daemon() {
 	local dir=$1 log=$2 i
-	"$SEALVMD" --data-dir "$dir" --listen 127.0.0.1:0 >"$log" 2>&1 &
+	shift 2
+	"$SEALVMD" --data-dir "$dir" --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
 	DPID=$!
 	for i in $(seq 1 100); do
 		PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' "$log" 2>/dev/null | head -1 || true)
@@ -93,6 +95,9 @@ start_daemon() {
 	done
 	[ -n "$PORT" ] || { cat "$log" >&2; fail "sealvmd did not report its port"; }
 	URL="http://127.0.0.1:$PORT"
+	S3_PORT=$(sed -n 's/.*S3 on .* (port \([0-9]*\)).*/\1/p' "$log" 2>/dev/null | head -1 || true)
+	[ -n "$S3_PORT" ] || { cat "$log" >&2; fail "sealvmd did not report its S3 port"; }
+	S3_URL="http://127.0.0.1:$S3_PORT"
 }
 
 # stop_daemon — SIGTERM, and it must exit 0.

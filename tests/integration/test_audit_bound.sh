@@ -8,10 +8,10 @@ need curl sqlite3 python3
 
 "$SEALVMD" init --data-dir data --owner-key-file owner.key 2>/dev/null
 echo '{"audit_unauthenticated_max": 5, "audit_window_s": 3}' >cfg.json
-"$SEALVMD" --data-dir data --config cfg.json --listen 127.0.0.1:0 >d.log 2>&1 &
+"$SEALVMD" --data-dir data --config cfg.json --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 >d.log 2>&1 &
 DPID=$!
 trap 'rc=$?; kill -9 $DPID 2>/dev/null || true; rm -rf "$T"; exit $rc' EXIT
-for i in $(seq 1 100); do PORT=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' d.log); [ -n "$PORT" ] && break; sleep 0.1; done
+for i in $(seq 1 100); do PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' d.log); [ -n "$PORT" ] && break; sleep 0.1; done
 [ -n "$PORT" ] || fail "no port"
 sent=0
 for i in $(seq 1 40); do

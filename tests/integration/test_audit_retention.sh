@@ -11,7 +11,7 @@ mkdir -m 0700 export
 cat >cfg.json <<JSON
 {"audit_retention_s": 2, "audit_retention_interval_s": 1, "audit_export_dir": "$T/export"}
 JSON
-"$SEALVMD" --data-dir data --config cfg.json --listen 127.0.0.1:0 >daemon.log 2>&1 &
+"$SEALVMD" --data-dir data --config cfg.json --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 >daemon.log 2>&1 &
 DPID=$!
 for _ in $(seq 1 100); do
 	PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' daemon.log 2>/dev/null | head -1 || true)

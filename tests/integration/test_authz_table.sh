@@ -58,6 +58,14 @@ PUT    /v1/policies/{pid}          iam.policy.update               admin  200 po
 DELETE /v1/policies/{pid}          iam.policy.delete               admin  204 -
 GET    /v1/events                  audit.events.read               viewer 200 -
 GET    /v1/events/verify           audit.events.verify             admin  200 -
+POST   /v2/resource_instances      resource-controller.instance.create editor 201 inst
+GET    /v2/resource_instances      resource-controller.instance.list   viewer 200 -
+GET    /v2/resource_instances/{gid} resource-controller.instance.read  viewer 200 -
+DELETE /v2/resource_instances/{gid} resource-controller.instance.delete editor 204 -
+POST   /v2/resource_keys           resource-controller.key.create      editor 201 hkey
+GET    /v2/resource_keys           resource-controller.key.list        viewer 200 -
+GET    /v2/resource_keys/{hid}     resource-controller.key.read        viewer 200 -
+DELETE /v2/resource_keys/{hid}     resource-controller.key.delete      editor 204 -
 EOF
 )
 PRINCIPALS="none expired other nopol viewer editor admin owner"
@@ -82,10 +90,10 @@ time_t time(time_t *t)
 EOF
 cc -shared -fPIC -o shim.so shim.c
 # Under ASan the shim would come before its runtime: tell ASan that is intended.
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" LD_PRELOAD=$T/shim.so "$SEALVMD" --data-dir data --listen 127.0.0.1:0 >shim.log 2>&1 &
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" LD_PRELOAD=$T/shim.so "$SEALVMD" --data-dir data --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 >shim.log 2>&1 &
 DPID=$!
 for i in $(seq 1 100); do
-	PORT=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' shim.log | head -1)
+	PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' shim.log | head -1)
 	[ -n "$PORT" ] && break
 	sleep 0.1
 done
@@ -118,13 +126,20 @@ pol_body() { # IAM_ID SERVICE ROLE_CRN [ACCOUNT]
 ACCT=$(jget 'j["account_id"]')
 [ "$(api POST /v1/policies "$(pol_body "$TPL_SIAM" kms crn:v1:bluemix:public:iam::::serviceRole:Reader)")" = 201 ] || fail "template policy: $(cat .body)"
 TPL_PID=$(jget 'j["id"]')
+# an object storage instance of A and an HMAC key on it, to be cloned into B
+[ "$(api POST /v2/resource_instances '{"name":"b-cos","target":"us-south","resource_id":"cloud-object-storage"}')" = 201 ] || fail "template instance: $(cat .body)"
+TPL_GID=$(jget 'j["guid"]')
+[ "$(api POST /v2/resource_keys "{\"name\":\"b-hmac\",\"source\":\"$TPL_GID\",\"parameters\":{\"HMAC\":true}}")" = 201 ] || fail "template HMAC key: $(cat .body)"
+TPL_HID=$(jget 'j["guid"]')
+TPL_AKID=$(jget 'j["credentials"]["cos_hmac_keys"]["access_key_id"]')
 stop_daemon
 ACCT_B=$(python3 -c 'import uuid; print(uuid.uuid4().hex)')
 # Clones one row of TABLE (KEY = VALUE) with every string column's occurrences of the pairs
 # replaced (account A -> B, the object's own id -> a new one); blobs get new random bytes.
-python3 - data/sealvm.db "$ACCT" "$ACCT_B" "$TPL_SID" "$TPL_SIAM" "$TPL_KID" "$TPL_PID" >b.ids <<'PY'
+python3 - data/sealvm.db "$ACCT" "$ACCT_B" "$TPL_SID" "$TPL_SIAM" "$TPL_KID" "$TPL_PID" \
+	"$TPL_GID" "$TPL_HID" "$TPL_AKID" >b.ids <<'PY'
 import os, sqlite3, sys, uuid
-db, a, b, sid, siam, kid, pid = sys.argv[1:]
+db, a, b, sid, siam, kid, pid, gid, hid, akid = sys.argv[1:]
 c = sqlite3.connect(db)
 def clone(table, key, value, subs):
     cur = c.execute(f"SELECT * FROM {table} WHERE {key} = ?", (value,))
@@ -149,11 +164,13 @@ u = str(uuid.uuid4())
 s = clone("iam_service_ids", "id", sid, [(a, b), (sid.split("ServiceId-")[1], u)])
 k = clone("iam_api_keys", "id", kid, [(a, b), (kid.split("ApiKey-")[1], str(uuid.uuid4())), (siam, s["iam_id"])])
 p = clone("iam_policies", "id", pid, [(a, b), (pid, uuid.uuid4().hex)])
+g = clone("rc_instances", "guid", gid, [(a, b), (gid, str(uuid.uuid4()))])
+h = clone("rc_hmac_keys", "guid", hid, [(a, b), (gid, g["guid"]), (hid, str(uuid.uuid4())), (akid, os.urandom(16).hex())])
 c.commit()
-print(uid_b, s["id"], k["id"], p["id"])
+print(uid_b, s["id"], k["id"], p["id"], g["guid"], h["guid"])
 PY
-read -r B_UID B_SID B_KID B_PID <b.ids
-pass "account B planted: user $B_UID, service ID, API key, policy"
+read -r B_UID B_SID B_KID B_PID B_GID B_HID <b.ids
+pass "account B planted: user $B_UID, service ID, API key, policy, object storage instance, HMAC key"
 
 # --- principals ----------------------------------------------------------------------------
 start_daemon data daemon2.log
@@ -177,9 +194,9 @@ mkprincipal() {
 	printf -v "IAM_$name" '%s' "$siam"
 }
 mkprincipal nopol ""
-mkprincipal viewer "iam-identity $ROLE:Viewer iam-access $ROLE:Viewer audit $SROLE:Reader"
-mkprincipal editor "iam-identity $ROLE:Editor iam-access $ROLE:Viewer audit $SROLE:Reader"
-mkprincipal admin "iam-identity $ROLE:Administrator iam-access $ROLE:Administrator audit $SROLE:Manager"
+mkprincipal viewer "iam-identity $ROLE:Viewer iam-access $ROLE:Viewer audit $SROLE:Reader resource-controller $ROLE:Viewer"
+mkprincipal editor "iam-identity $ROLE:Editor iam-access $ROLE:Viewer audit $SROLE:Reader resource-controller $ROLE:Editor"
+mkprincipal admin "iam-identity $ROLE:Administrator iam-access $ROLE:Administrator audit $SROLE:Manager resource-controller $ROLE:Administrator"
 TOK_owner=$OWNER_TOK
 TOK_other=$OWNER_TOK
 TOK_expired=$EXPIRED
@@ -204,6 +221,12 @@ fresh() { # KIND -> prints a new object id of account A
 	pid)
 		[ "$(api POST /v1/policies "$(pol_body "$IAM_nopol" kms $SROLE:Reader)")" = 201 ] || fail "fixture policy"
 		jget 'j["id"]' ;;
+	gid)
+		[ "$(api POST /v2/resource_instances "{\"name\":\"f$n\",\"target\":\"us-south\",\"resource_id\":\"kms\"}")" = 201 ] || fail "fixture instance: $(cat .body)"
+		jget 'j["guid"]' ;;
+	hid)
+		[ "$(api POST /v2/resource_keys "{\"name\":\"f$n\",\"source\":\"$TPL_GID\",\"parameters\":{\"HMAC\":true}}")" = 201 ] || fail "fixture HMAC key: $(cat .body)"
+		jget 'j["guid"]' ;;
 	esac
 	TOK=$save
 }
@@ -217,6 +240,8 @@ body_for() { # KIND [ACCOUNT]
 	key) echo "{\"name\":\"cell$n\",\"iam_id\":\"$IAM_nopol\"${acct:+,\"account_id\":\"$acct\"}}" ;;
 	keyput) echo "{\"name\":\"renamed$n\",\"description\":\"d\"}" ;;
 	pol) pol_body "$IAM_nopol" kms "$SROLE:Reader" "${acct:-$ACCT}" ;;
+	inst) echo "{\"name\":\"cell$n\",\"target\":\"us-south\",\"resource_id\":\"kms\"}" ;;
+	hkey) echo "{\"name\":\"cell$n\",\"source\":\"$TPL_GID\",\"parameters\":{\"HMAC\":true}}" ;;
 	esac
 }
 
@@ -244,7 +269,9 @@ while read -r method path action min ok bodykind; do
 			*'{sid}'*) q=${q/\{sid\}/$B_SID} ;;
 			*'{kid}'*) q=${q/\{kid\}/$B_KID} ;;
 			*'{pid}'*) q=${q/\{pid\}/$B_PID} ;;
-			/v1/events*)
+			*'{gid}'*) q=${q/\{gid\}/$B_GID} ;;
+			*'{hid}'*) q=${q/\{hid\}/$B_HID} ;;
+			/v1/events* | /v2/*)
 				# no account parameter exists here: the scope is the caller's account by
 				# construction; nothing of B can be named, so this cell is not asked
 				continue ;;
@@ -252,7 +279,7 @@ while read -r method path action min ok bodykind; do
 			   [ "$method" = POST ] && [ "$path" != /v1/users ] && acct=$ACCT_B ;;
 			esac
 		else
-			for k in uid sid kid pid; do
+			for k in uid sid kid pid gid hid; do
 				if [[ $q == *"{$k}"* ]]; then
 					id=$(fresh $k)
 					if [ -n "$unlock" ]; then
@@ -305,7 +332,8 @@ done
 TOK=$OWNER_TOK
 for t in "iam_service_ids WHERE id='$B_SID' AND locked=0 AND name='b-template'" \
 	"iam_api_keys WHERE id='$B_KID' AND locked=0 AND name='b-template-key'" \
-	"iam_policies WHERE id='$B_PID'" "iam_users WHERE iam_id='$B_UID'"; do
+	"iam_policies WHERE id='$B_PID'" "iam_users WHERE iam_id='$B_UID'" \
+	"rc_instances WHERE guid='$B_GID'" "rc_hmac_keys WHERE guid='$B_HID'"; do
 	[ "$(sqlite3 data/sealvm.db "SELECT count(*) FROM $t")" = 1 ] || wrong+=("account B changed: $t")
 done
 [ "$(api GET /v1/events/verify)" = 200 ] && [ "$(jget 'j["ok"]')" = True ] || wrong+=("audit chain: $(cat .body)")

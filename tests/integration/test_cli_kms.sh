@@ -47,7 +47,7 @@ NSTART=0
 start_daemon_cfg() {
 	NSTART=$((NSTART + 1))
 	local log=daemon.$NSTART.log i
-	"$SEALVMD" --data-dir data --config sealvmd.json --listen 127.0.0.1:0 >"$log" 2>&1 &
+	"$SEALVMD" --data-dir data --config sealvmd.json --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 >"$log" 2>&1 &
 	DPID=$!
 	PORT=
 	for i in $(seq 1 100); do

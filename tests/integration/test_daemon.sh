@@ -77,9 +77,9 @@ TOK=not.a.token
 TOK=${OWNER_TOK%?}x
 [ "$(api GET /v1/serviceids)" = 401 ] || fail "tampered token"
 tr -d "\n" <stdout.key >d2.key
-"$SEALVMD" --data-dir data2 --listen 127.0.0.1:0 >d2.log 2>&1 &
+"$SEALVMD" --data-dir data2 --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 >d2.log 2>&1 &
 D2=$!
-for i in $(seq 1 50); do P2=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' d2.log); [ -n "$P2" ] && break; sleep 0.1; done
+for i in $(seq 1 50); do P2=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' d2.log); [ -n "$P2" ] && break; sleep 0.1; done
 FOREIGN=$(curl -sf -X POST "http://127.0.0.1:$P2/identity/token" --data-urlencode "grant_type=urn:ibm:params:oauth:grant-type:apikey" --data-urlencode "apikey@d2.key" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 kill -TERM $D2; wait $D2 || true
 TOK=$FOREIGN
@@ -109,6 +109,14 @@ grep -q "name" .body || fail "the error does not name the field"
 [ "$(api GET "/v2/resource_instances/$GUID")" = 404 ] || fail "deleted instance still there"
 [ "$(api POST /v2/resource_instances '{"name":"my-keys","target":"us-south","resource_id":"kms"}')" = 201 ] || fail "create instance again"
 pass "resource instances: create (GUID, CRN), bad region/service/name refused naming the field, list, get, delete"
+
+# --- the endpoints table: where object storage answers for the region (public) -------------------
+curl -s -o .body -w '%{http_code}' "$URL/v2/endpoints" >.code
+[ "$(cat .code)" = 200 ] || fail "GET /v2/endpoints: $(cat .code) $(cat .body)"
+[ "$(jget 'j["service-endpoints"]["regional"]["us-south"]["public"]["us-south"]')" = "$S3_URL" ] ||
+	fail "endpoints table does not name the S3 listener $S3_URL: $(cat .body)"
+[ "$(jget 'sorted(j["service-endpoints"]["regional"])')" = "['us-south']" ] || fail "endpoints name other regions: $(cat .body)"
+pass "GET /v2/endpoints (no credentials) names the S3 listener for the deployment's region only"
 
 # --- audit: exactly one event per request ----------------------------------------------------
 TOK=$OWNER_TOK

@@ -46,7 +46,7 @@ mkcfg 600
 # start_kms DIR LOG — sealvmd with cfg.json on a free port: PORT, URL, DPID.
 start_kms() {
 	local i
-	"$SEALVMD" --data-dir "$1" --config cfg.json --listen 127.0.0.1:0 >"$2" 2>&1 &
+	"$SEALVMD" --data-dir "$1" --config cfg.json --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 >"$2" 2>&1 &
 	DPID=$!
 	PORT=
 	for i in $(seq 1 150); do
@@ -66,7 +66,7 @@ pass "init with the $KEYSTORE keystore"
 badcfg() { # REASON JSON
 	printf '%s\n' "$2" >bad.json
 	local rc=0
-	"$SEALVMD" --data-dir data --config bad.json --listen 127.0.0.1:0 >bad.log 2>&1 || rc=$?
+	"$SEALVMD" --data-dir data --config bad.json --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 >bad.log 2>&1 || rc=$?
 	[ $rc -eq 2 ] && grep -q "$1" bad.log || { cat bad.log >&2; fail "config $2: expected $1"; }
 }
 badcfg CONFIG_INVALID '{"keystore": {"backend": "hsm"}}'
@@ -85,7 +85,7 @@ if [ "$KEYSTORE" = pkcs11 ]; then
 	od -An -N8 -tx1 /dev/urandom | tr -d ' \n' >wrong.pin
 	sed "s#$SEALVM_TEST_PKCS11_PIN_FILE#$T/wrong.pin#" cfg.json >wrongpin.json
 	rc=0
-	"$SEALVMD" --data-dir data --config wrongpin.json --listen 127.0.0.1:0 >wrongpin.log 2>&1 || rc=$?
+	"$SEALVMD" --data-dir data --config wrongpin.json --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 >wrongpin.log 2>&1 || rc=$?
 	[ $rc -ne 0 ] || fail "sealvmd served with a wrong PIN"
 	grep -qF "$(cat wrong.pin)" wrongpin.log && fail "the wrong PIN is in the log"
 	grep -qF "$(cat "$SEALVM_TEST_PKCS11_PIN_FILE")" wrongpin.log init.log && fail "the PIN is in a log"

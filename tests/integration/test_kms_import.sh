@@ -36,7 +36,7 @@ cat >cfg.json <<EOF
 EOF
 "$SEALVMD" init --data-dir data --config cfg.json --owner-key-file owner.key 2>init.log ||
 	{ cat init.log >&2; fail "init"; }
-"$SEALVMD" --data-dir data --config cfg.json --listen 127.0.0.1:0 >d.log 2>&1 &
+"$SEALVMD" --data-dir data --config cfg.json --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 >d.log 2>&1 &
 DPID=$!
 for i in $(seq 1 150); do
 	PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' d.log 2>/dev/null || true)

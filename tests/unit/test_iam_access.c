@@ -260,6 +260,10 @@ static void test_roles_other_services(void **state)
 	assert_false(allows(cos, false, "ObjectReader", "cloud-object-storage.object.list"));
 	assert_true(allows(cos, false, "ObjectWriter", "cloud-object-storage.object.write"));
 	assert_false(allows(cos, false, "ObjectWriter", "cloud-object-storage.object.read"));
+	assert_true(allows(cos, false, "ObjectWriter", "cloud-object-storage.multipart.upload"));
+	assert_true(allows(cos, false, "ObjectWriter", "cloud-object-storage.multipart.complete"));
+	assert_false(allows(cos, false, "ObjectWriter", "cloud-object-storage.multipart.list"));
+	assert_false(allows(cos, false, "ObjectWriter", "cloud-object-storage.multipart.read"));
 	assert_true(allows(cos, false, "Reader", "cloud-object-storage.bucket.list"));
 	assert_false(allows(cos, false, "Reader", "cloud-object-storage.object.write"));
 	assert_true(allows(cos, false, "Writer", "cloud-object-storage.multipart.complete"));
