@@ -432,6 +432,8 @@ struct cos_writer {
 	bool finished;
 	unsigned char *buf; /* what goes to the file next */
 	size_t buf_len, buf_cap;
+	uint64_t written; /* bytes in the file */
+	uint64_t wb_next; /* writeback has been started for [0, wb_next) */
 	/* SSE */
 	char sse_id[COS_ID_LEN + 1];
 	char *wdek;
@@ -467,15 +469,49 @@ static inline void writer_freep(struct cos_writer **w)
 	cos_writer_abort(*w);
 }
 
-static int flush(struct cos_writer *w, struct sealvm_err *err)
+/*
+ * Writeback while the body arrives: each full window of the file is handed to
+ * the disk at once (SYNC_FILE_RANGE_WRITE, which does not wait), and the
+ * window two behind is waited for, so that the fsync at the end has little
+ * left to do and the dirty pages an upload holds stay bounded. Errors are
+ * left to that fsync, which reports them.
+ */
+#define COS_WRITEBACK_WINDOW ((uint64_t)8 << 20)
+
+static void writeback(struct cos_writer *w)
 {
-	if (!w->buf_len)
-		return 0;
-	int r = sealvm_write_all(w->tmp.fd, w->buf, w->buf_len);
+	while (w->written - w->wb_next >= COS_WRITEBACK_WINDOW) {
+		(void)sync_file_range(w->tmp.fd, (off_t)w->wb_next, (off_t)COS_WRITEBACK_WINDOW,
+				      SYNC_FILE_RANGE_WRITE);
+		if (w->wb_next >= 2 * COS_WRITEBACK_WINDOW)
+			(void)sync_file_range(w->tmp.fd,
+					      (off_t)(w->wb_next - 2 * COS_WRITEBACK_WINDOW),
+					      (off_t)COS_WRITEBACK_WINDOW,
+					      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+						      SYNC_FILE_RANGE_WAIT_AFTER);
+		w->wb_next += COS_WRITEBACK_WINDOW;
+	}
+}
+
+static int write_data(struct cos_writer *w, const void *p, size_t len, struct sealvm_err *err)
+{
+	int r = sealvm_write_all(w->tmp.fd, p, len);
 	if (r < 0)
 		return sealvm_err_set_errno(err, r,
 					    r == -ENOSPC ? "ServiceUnavailable" : "InternalError",
 					    "cannot write object data");
+	w->written += len;
+	writeback(w);
+	return 0;
+}
+
+static int flush(struct cos_writer *w, struct sealvm_err *err)
+{
+	if (!w->buf_len)
+		return 0;
+	int r = write_data(w, w->buf, w->buf_len, err);
+	if (r < 0)
+		return r;
 	w->buf_len = 0;
 	return 0;
 }
@@ -632,15 +668,8 @@ int cos_writer_write(struct cos_writer *w, const void *buf, size_t len, struct s
 	if (!w->dek) {
 		if (w->buf_len + len > w->buf_cap && (r = flush(w, err)) < 0)
 			return r;
-		if (len >= COS_IO_CHUNK) {
-			r = sealvm_write_all(w->tmp.fd, p, len);
-			if (r < 0)
-				return sealvm_err_set_errno(err, r,
-							    r == -ENOSPC ? "ServiceUnavailable"
-									 : "InternalError",
-							    "cannot write object data");
-			return 0;
-		}
+		if (len >= COS_IO_CHUNK)
+			return write_data(w, p, len, err);
 		memcpy(w->buf + w->buf_len, p, len);
 		w->buf_len += len;
 		if (w->buf_len == w->buf_cap)
