@@ -186,6 +186,39 @@ rc=0
 [ $rc -eq 1 ] && grep -q "first bad record seq $bad" offline.err || fail "offline verify did not find seq $bad: $(cat offline.err)"
 pass "restart keeps state; editing one stored event makes verify (API and offline --data-dir) fail at it; SIGTERM exits 0"
 
+# --- the S3 listener's settings ----------------------------------------------------------------
+# refuse_start REASON ARGS... — sealvmd must exit non-zero at start, naming REASON, on data3
+refuse_start() {
+	local want=$1 rc=0
+	shift
+	"$SEALVMD" --data-dir data3 --listen 127.0.0.1:0 "$@" >refuse.log 2>&1 || rc=$?
+	[ $rc -ne 0 ] || fail "sealvmd started with $*"
+	grep -q "$want" refuse.log || fail "no $want for $*: $(cat refuse.log)"
+}
+"$SEALVMD" init --data-dir data3 --owner-key-file owner3.key 2>/dev/null
+echo '{"cos": {"upload_max_age_s": 5}}' >cos-short.json
+refuse_start 'cos.upload_max_age_s' --config cos-short.json
+echo '{"cos": {"sweep_now": true}}' >cos-unknown.json
+refuse_start 'CONFIG_UNKNOWN_KEY' --config cos-unknown.json
+refuse_start 'NON_LOOPBACK_WITHOUT_TLS' --s3-listen 0.0.0.0:0
+refuse_start 'LISTEN_INVALID' --s3-listen localhost:8730
+[ ! -e data3/cos ] || [ -z "$(ls -A data3/cos/tmp 2>/dev/null)" ] || fail "a refused start left upload files"
+# "none": no S3 listener, and the endpoints table names no region
+"$SEALVMD" --data-dir data3 --listen 127.0.0.1:0 --s3-listen none >none.log 2>&1 &
+DPID=$!
+for _ in $(seq 1 100); do
+	PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' none.log 2>/dev/null | head -1 || true)
+	[ -n "$PORT" ] && break
+	sleep 0.1
+done
+[ -n "$PORT" ] || { cat none.log >&2; fail "sealvmd --s3-listen none did not start"; }
+URL="http://127.0.0.1:$PORT"
+! grep -q "S3 on" none.log || fail "--s3-listen none still serves S3"
+curl -s -o .body "$URL/v2/endpoints"
+[ "$(jget 'j["service-endpoints"]["regional"]')" = "{}" ] || fail "endpoints with S3 off: $(cat .body)"
+stop_daemon
+pass "S3 listener settings: short upload age, unknown cos key, non-loopback without TLS, bad address refused at start; 'none' serves no S3"
+
 # --- secrets ----------------------------------------------------------------------------------
 python3 - data daemon.log daemon2.log owner.key sid.key "$OWNER_TOK" <<'PY'
 import os, sys
