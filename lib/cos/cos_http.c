@@ -486,11 +486,17 @@ static int op_list_buckets(struct cos_req *req, struct cos_resp *resp, struct se
 	return r < 0 ? r : 1;
 }
 
+/* A small body, or "" when none came (parsers get a pointer, never NULL). */
+static const unsigned char *small_body(const struct cos_req *req)
+{
+	return req->small ? req->small : (const unsigned char *)"";
+}
+
 static int op_bucket_create(struct cos_req *req, struct cos_resp *resp, struct sealvm_err *err)
 {
 	struct cos_bucket b = {0};
 	char loc[sizeof(b.location)];
-	int r = cos_parse_location(req->small, req->small_len, loc, sizeof(loc), err);
+	int r = cos_parse_location(small_body(req), req->small_len, loc, sizeof(loc), err);
 	if (r < 0)
 		return r;
 	if (!loc[0])
@@ -878,7 +884,7 @@ static int op_upload_complete(struct cos_req *req, struct cos_resp *resp, struct
 		return sealvm_err_set(err, -EINVAL, "MalformedXML",
 				      "CompleteMultipartUpload needs the part list in its body");
 	struct s3_part_list pl = {0};
-	r = s3_multipart_parse(req->small, req->small_len, &pl, err);
+	r = s3_multipart_parse(small_body(req), req->small_len, &pl, err);
 	if (r < 0)
 		return r;
 	struct cos_object o = {0};
@@ -966,7 +972,7 @@ static int op_delete_objects(struct cos_req *req, struct cos_resp *resp, struct 
 	if (r < 0)
 		return r;
 	struct cos_delete_list l = {0};
-	r = cos_parse_delete(req->small, req->small_len, &l, err);
+	r = cos_parse_delete(small_body(req), req->small_len, &l, err);
 	if (r < 0)
 		return r;
 	struct s3_xml *w;

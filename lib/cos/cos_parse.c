@@ -99,6 +99,8 @@ int cos_parse_location(const unsigned char *body, size_t len, char *out, size_t 
 		       struct sealvm_err *err)
 {
 	out[0] = 0;
+	if (!len)
+		return 0; /* no body: no LocationConstraint */
 	_cleanup_free_ char *s = strndup((const char *)body, len);
 	if (!s)
 		return sealvm_err_set(err, -ENOMEM, "NO_MEMORY", "out of memory");
