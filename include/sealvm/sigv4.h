@@ -189,6 +189,18 @@ int sigv4_verify(const struct sigv4_verifier *v, const struct sigv4_request *req
 		 struct sigv4_auth *auth, struct sealvm_err *err) _warn_unused_result_;
 
 /*
+ * For a request authenticated otherwise (an identity bearer token): what its
+ * x-amz-content-sha256 declares about the body, into auth->payload,
+ * payload_sha256, decoded_length and trailer — absent: UNSIGNED; a SHA-256 to
+ * check with sigv4_check_payload; STREAMING-UNSIGNED-PAYLOAD-TRAILER with its
+ * x-amz-decoded-content-length and x-amz-trailer, as the SigV4 verifier reads
+ * them. The signed streaming modes need a signing key: -EINVAL
+ * InvalidArgument. Other errors as sigv4_verify's for these headers.
+ */
+int sigv4_payload_declaration(const struct sigv4_request *req, struct sigv4_auth *auth,
+			      struct sealvm_err *err);
+
+/*
  * For SIGV4_PAYLOAD_SHA256: compares the SHA-256 of the body the server
  * received with the declared one (constant time). -EBADMSG with reason
  * XAmzContentSHA256Mismatch when they differ; 0 otherwise, and for the other

@@ -214,30 +214,19 @@ int cos_put_begin(struct cos_req *req, struct sealvm_err *err)
 	req->put = p;
 
 	/* the payload mode: SigV4's, or for a bearer token what x-amz-content-sha256 says */
-	if (req->sigv4) {
-		p->mode = req->auth.payload;
-	} else {
-		const char *h = cos_req_header(req, "x-amz-content-sha256");
-		p->mode = SIGV4_PAYLOAD_UNSIGNED;
-		if (h && strcmp(h, SIGV4_STREAMING_UNSIGNED_TRAILER) == 0)
-			return sealvm_err_set(err, -ENOTSUP, "NotImplemented",
-					      "aws-chunked bodies need SigV4 authentication");
-		if (h && strlen(h) == 64) {
-			static const char hex[] = "0123456789abcdef";
-			for (int i = 0; i < 32; i++) {
-				const char *a = strchr(hex, h[2 * i]),
-					   *b = strchr(hex, h[2 * i + 1]);
-				if (!a || !b || !h[2 * i] || !h[2 * i + 1])
-					return sealvm_err_set(err, -EINVAL, "InvalidArgument",
-							      "x-amz-content-sha256 is not a "
-							      "lower-case hex SHA-256");
-				req->auth.payload_sha256[i] =
-					(unsigned char)((a - hex) << 4 | (b - hex));
-			}
-			p->mode = SIGV4_PAYLOAD_SHA256;
-			req->auth.payload = SIGV4_PAYLOAD_SHA256;
-		}
+	if (!req->sigv4) {
+		struct sigv4_request sr = {
+			.method = req->method,
+			.raw_path = req->path,
+			.raw_query = req->query,
+			.headers = req->headers,
+			.n_headers = req->n_headers,
+		};
+		r = sigv4_payload_declaration(&sr, &req->auth, err);
+		if (r < 0)
+			return r;
 	}
+	p->mode = req->auth.payload;
 
 	/* the decoded length */
 	if (sigv4_payload_is_streaming(p->mode)) {

@@ -1003,6 +1003,30 @@ static int parse_payload(const struct sigv4_request *req, const char *value, con
 	return 0;
 }
 
+int sigv4_payload_declaration(const struct sigv4_request *req, struct sigv4_auth *auth,
+			      struct sealvm_err *err)
+{
+	const char *v = NULL;
+	auth->decoded_length = -1;
+	int r = single_header(req, "x-amz-content-sha256", &v, err);
+	if (r < 0)
+		return r;
+	if (!v) {
+		auth->payload = SIGV4_PAYLOAD_UNSIGNED;
+		return 0;
+	}
+	r = parse_payload(req, v, R_ARG, auth, err);
+	if (r < 0)
+		return r;
+	if (auth->payload == SIGV4_PAYLOAD_STREAMING ||
+	    auth->payload == SIGV4_PAYLOAD_STREAMING_TRAILER)
+		return sealvm_err_set(err, -EINVAL, R_ARG,
+				      "%s needs SigV4 (its chunks are signed): send %s or sign "
+				      "the request",
+				      v, SIGV4_STREAMING_UNSIGNED_TRAILER);
+	return 0;
+}
+
 /* Every x-amz-* header present must be signed, and host must be. */
 static int check_coverage(const struct sigv4_request *req, const char *signed_headers,
 			  const char *reason, struct sealvm_err *err)
