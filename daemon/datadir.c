@@ -20,6 +20,7 @@
 #include "sealvm/audit.h"
 #include "sealvm/file.h"
 #include "sealvm/log.h"
+#include "sealvm/migrations.h"
 #include "sealvm/seal.h"
 
 #include "sealvmd.h"
@@ -30,31 +31,6 @@ static char *path_in(const char *dir, const char *name)
 	if (asprintf(&p, "%s/%s", dir, name) < 0)
 		return NULL;
 	return p;
-}
-
-/* Every owner's migrations, in one list (owners interleave freely). */
-static struct db_migration *all_migrations(size_t *ret_n)
-{
-	size_t n = iam_identity_n_migrations + iam_access_n_migrations + audit_n_migrations +
-		   rc_n_migrations + kms_n_migrations + cos_n_migrations,
-	       k = 0;
-	struct db_migration *m = calloc(n, sizeof(*m));
-	if (!m)
-		return NULL;
-	for (size_t i = 0; i < iam_identity_n_migrations; i++)
-		m[k++] = iam_identity_migrations[i];
-	for (size_t i = 0; i < iam_access_n_migrations; i++)
-		m[k++] = iam_access_migrations[i];
-	for (size_t i = 0; i < audit_n_migrations; i++)
-		m[k++] = audit_migrations[i];
-	for (size_t i = 0; i < rc_n_migrations; i++)
-		m[k++] = rc_migrations[i];
-	for (size_t i = 0; i < kms_n_migrations; i++)
-		m[k++] = kms_migrations[i];
-	for (size_t i = 0; i < cos_n_migrations; i++)
-		m[k++] = cos_migrations[i];
-	*ret_n = n;
-	return m;
 }
 
 static int sign_statement(void *ctx, const json_t *claims, char **ret, struct sealvm_err *err)
@@ -99,7 +75,7 @@ int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_er
 		return r;
 	mk = path_in(cfg->data_dir, SEALVMD_MASTER_KEY);
 	dbp = path_in(cfg->data_dir, SEALVMD_DB);
-	migs = all_migrations(&n_migs);
+	migs = sealvm_migrations(&n_migs);
 	if (!mk || !dbp || !migs)
 		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
 	r = seal_master_load(mk, &d->master, err);

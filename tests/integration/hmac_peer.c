@@ -21,6 +21,7 @@
 #include "sealvm/audit.h"
 #include "sealvm/iam.h"
 #include "sealvm/kms.h"
+#include "sealvm/migrations.h"
 #include "sealvm/rc.h"
 #include "sealvm/seal.h"
 #include "sealvm/sigv4.h"
@@ -70,22 +71,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	size_t nm = iam_identity_n_migrations + iam_access_n_migrations + audit_n_migrations +
-		    rc_n_migrations + kms_n_migrations,
-	       k = 0;
-	struct db_migration *m = calloc(nm, sizeof(*m));
+	size_t nm = 0;
+	struct db_migration *m = sealvm_migrations(&nm);
 	if (!m)
 		return 2;
-	for (size_t i = 0; i < iam_identity_n_migrations; i++)
-		m[k++] = iam_identity_migrations[i];
-	for (size_t i = 0; i < iam_access_n_migrations; i++)
-		m[k++] = iam_access_migrations[i];
-	for (size_t i = 0; i < audit_n_migrations; i++)
-		m[k++] = audit_migrations[i];
-	for (size_t i = 0; i < rc_n_migrations; i++)
-		m[k++] = rc_migrations[i];
-	for (size_t i = 0; i < kms_n_migrations; i++)
-		m[k++] = kms_migrations[i];
 	snprintf(path, sizeof(path), "%s/master.key", argv[1]);
 	if (seal_master_load(path, &master, &err) < 0)
 		goto setup_fail;

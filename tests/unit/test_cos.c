@@ -42,6 +42,7 @@
 #include "sealvm/iam.h"
 #include "sealvm/keystore.h"
 #include "sealvm/kms.h"
+#include "sealvm/migrations.h"
 #include "sealvm/rc.h"
 #include "sealvm/secret.h"
 
@@ -129,25 +130,15 @@ static int start_cos(void)
 static int setup(void **state)
 {
 	struct sealvm_err err = SEALVM_ERR_INIT;
-	struct db_migration m[64];
 	size_t n = 0;
 	char path[128];
 
 	strcpy(dir, "/tmp/sealvm-test-cos-XXXXXX");
 	if (!mkdtemp(dir))
 		return -1;
-	for (size_t i = 0; i < iam_identity_n_migrations; i++)
-		m[n++] = iam_identity_migrations[i];
-	for (size_t i = 0; i < iam_access_n_migrations; i++)
-		m[n++] = iam_access_migrations[i];
-	for (size_t i = 0; i < audit_n_migrations; i++)
-		m[n++] = audit_migrations[i];
-	for (size_t i = 0; i < rc_n_migrations; i++)
-		m[n++] = rc_migrations[i];
-	for (size_t i = 0; i < kms_n_migrations; i++)
-		m[n++] = kms_migrations[i];
-	for (size_t i = 0; i < cos_n_migrations; i++)
-		m[n++] = cos_migrations[i];
+	_cleanup_free_ struct db_migration *m = sealvm_migrations(&n);
+	if (!m)
+		return -1;
 	snprintf(path, sizeof(path), "%s/sealvm.db", dir);
 	if (db_open(path, m, n, NULL, &db, &err) < 0 || sealvm_secret_random(32, &master) < 0) {
 		fprintf(stderr, "setup: %s\n", err.message);
