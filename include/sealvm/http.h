@@ -153,6 +153,14 @@ const unsigned char *http_request_body(const struct http_request *req, size_t *r
 const struct http_route *http_request_route(const struct http_request *req);
 const struct sealvm_principal *http_request_principal(const struct http_request *req);
 const struct http_target *http_request_target(const struct http_request *req);
+/*
+ * What a resolver read to name the target (a row), kept for the handler so that
+ * it answers from the very row the decision was made on instead of reading it
+ * again; @release (may be NULL) frees it with the request. Keeping again
+ * releases the previous object.
+ */
+void http_request_keep(struct http_request *req, void *obj, void (*release)(void *));
+void *http_request_kept(const struct http_request *req); /* NULL when nothing was kept */
 /* Parses the JSON body (new reference); -EINVAL with the position in the message. */
 int http_request_json(const struct http_request *req, json_t **ret, struct sealvm_err *err);
 /*

@@ -79,6 +79,8 @@ struct http_request {
 	struct http_target target;
 	json_t *audit_request_data;
 	json_t *audit_response_data;
+	void *kept; /* what the resolver read, for the handler (http_request_keep) */
+	void (*kept_release)(void *);
 
 	/*
 	 * An answer made before the body phase (404, 405, 400) for a request

@@ -776,6 +776,19 @@ const struct http_target *http_request_target(const struct http_request *req)
 	return &req->target;
 }
 
+void http_request_keep(struct http_request *req, void *obj, void (*release)(void *))
+{
+	if (req->kept_release)
+		req->kept_release(req->kept);
+	req->kept = obj;
+	req->kept_release = release;
+}
+
+void *http_request_kept(const struct http_request *req)
+{
+	return req->kept;
+}
+
 int http_request_json(const struct http_request *req, json_t **ret, struct sealvm_err *err)
 {
 	json_error_t jerr;
@@ -920,5 +933,7 @@ void http_request_free(struct http_request *req)
 	http_response_done(&req->early);
 	json_decref(req->audit_request_data);
 	json_decref(req->audit_response_data);
+	if (req->kept_release)
+		req->kept_release(req->kept);
 	free(req);
 }

@@ -252,6 +252,29 @@ static int resolve_users(struct http_request *req, struct http_target *t, void *
 	return resolve_collection(req, t, "user", false, err);
 }
 
+/*
+ * Keeps a copy of the row a resolver read: a GET answers from the very row the
+ * decision was made on, without reading it again.
+ */
+static int keep_row(struct http_request *req, const void *row, size_t size, struct sealvm_err *err)
+{
+	void *copy = malloc(size);
+	if (!copy)
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	memcpy(copy, row, size);
+	http_request_keep(req, copy, free);
+	return 0;
+}
+
+/* The row the route's resolver kept (it always keeps one, or fails the request). */
+static const void *kept_row(const struct http_request *req, struct sealvm_err *err)
+{
+	const void *row = http_request_kept(req);
+	if (!row)
+		sealvm_err_set(err, -EIO, NULL, "internal error: the resolver kept no row");
+	return row;
+}
+
 static int resolve_serviceid(struct http_request *req, struct http_target *t, void *ctx,
 			     struct sealvm_err *err)
 {
@@ -262,7 +285,7 @@ static int resolve_serviceid(struct http_request *req, struct http_target *t, vo
 		return r;
 	target_base(req, t, s.account_id, "serviceid");
 	target_entity(t, s.id, s.crn, s.name);
-	return 0;
+	return keep_row(req, &s, sizeof(s), err);
 }
 
 static int resolve_user(struct http_request *req, struct http_target *t, void *ctx,
@@ -277,7 +300,7 @@ static int resolve_user(struct http_request *req, struct http_target *t, void *c
 	snprintf(crn, sizeof(crn), IAM_CRN_PREFIX "%s::user:%s", u.account_id, u.iam_id);
 	target_base(req, t, u.account_id, "user");
 	target_entity(t, u.iam_id, crn, u.name);
-	return 0;
+	return keep_row(req, &u, sizeof(u), err);
 }
 
 static int resolve_apikey(struct http_request *req, struct http_target *t, void *ctx,
@@ -290,7 +313,7 @@ static int resolve_apikey(struct http_request *req, struct http_target *t, void 
 		return r;
 	target_base(req, t, k.account_id, "apikey");
 	target_entity(t, k.id, k.crn, k.name);
-	return 0;
+	return keep_row(req, &k, sizeof(k), err);
 }
 
 /* The owner an API key request names: its service ID or user is the target. */
@@ -557,12 +580,10 @@ static int h_user_list(struct http_request *req, struct http_response *resp, voi
 static int h_user_get(struct http_request *req, struct http_response *resp, void *ctx,
 		      struct sealvm_err *err)
 {
-	struct iam_user u;
-	const struct http_target *t = http_request_target(req);
-	int r = iam_user_get(ctx, t->account_id, t->resource, &u, err);
-	if (r < 0)
-		return r;
-	return respond(resp, 200, user_json(&u), err);
+	const struct iam_user *u = kept_row(req, err);
+	if (!u)
+		return err->code;
+	return respond(resp, 200, user_json(u), err);
 }
 
 static int h_user_delete(struct http_request *req, struct http_response *resp, void *ctx,
@@ -658,13 +679,11 @@ static int h_serviceid_list(struct http_request *req, struct http_response *resp
 static int h_serviceid_get(struct http_request *req, struct http_response *resp, void *ctx,
 			   struct sealvm_err *err)
 {
-	struct iam_serviceid s;
-	const struct http_target *t = http_request_target(req);
-	int r = iam_serviceid_get(ctx, t->account_id, t->resource, &s, err);
-	if (r < 0)
-		return r;
-	set_etag(resp, s.version);
-	return respond(resp, 200, serviceid_json(&s), err);
+	const struct iam_serviceid *s = kept_row(req, err);
+	if (!s)
+		return err->code;
+	set_etag(resp, s->version);
+	return respond(resp, 200, serviceid_json(s), err);
 }
 
 static int h_serviceid_update(struct http_request *req, struct http_response *resp, void *ctx,
@@ -803,13 +822,11 @@ static int h_apikey_list(struct http_request *req, struct http_response *resp, v
 static int h_apikey_get(struct http_request *req, struct http_response *resp, void *ctx,
 			struct sealvm_err *err)
 {
-	struct iam_apikey k;
-	const struct http_target *t = http_request_target(req);
-	int r = iam_apikey_get(ctx, t->account_id, t->resource, &k, err);
-	if (r < 0)
-		return r;
-	set_etag(resp, k.version);
-	return respond(resp, 200, apikey_json(&k), err);
+	const struct iam_apikey *k = kept_row(req, err);
+	if (!k)
+		return err->code;
+	set_etag(resp, k->version);
+	return respond(resp, 200, apikey_json(k), err);
 }
 
 static int h_apikey_update(struct http_request *req, struct http_response *resp, void *ctx,

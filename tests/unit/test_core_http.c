@@ -30,6 +30,7 @@
 
 static struct {
 	atomic_int authenticate, authorize, resolve, handler, audit, format_error;
+	atomic_int kept_released; /* objects resolvers kept, freed with their request */
 	atomic_int audit_status;
 	atomic_bool audit_fails;
 	atomic_bool audit_saw_route;
@@ -220,6 +221,12 @@ static int h_health(struct http_request *req, struct http_response *resp, void *
 	return 0;
 }
 
+static void release_kept(void *obj)
+{
+	calls.kept_released++;
+	free(obj);
+}
+
 static int r_owned(struct http_request *req, struct http_target *t, void *ctx,
 		   struct sealvm_err *err)
 {
@@ -229,6 +236,22 @@ static int r_owned(struct http_request *req, struct http_target *t, void *ctx,
 		return sealvm_err_set(err, -ENOENT, "THING_NOT_FOUND", "no thing %s", id);
 	snprintf(t->account_id, sizeof(t->account_id), "acct1");
 	snprintf(t->resource, sizeof(t->resource), "%s", id);
+	/* What it "read", for the handler; kept twice to check the first is released. */
+	http_request_keep(req, strdup("stale"), release_kept);
+	char *row = malloc(strlen(id) + 5);
+	if (row)
+		sprintf(row, "row:%s", id);
+	http_request_keep(req, row, release_kept);
+	return 0;
+}
+
+/* Answers from what the resolver kept. */
+static int h_owned(struct http_request *req, struct http_response *resp, void *ctx,
+		   struct sealvm_err *err)
+{
+	calls.handler++;
+	const char *row = http_request_kept(req);
+	resp->body = json_pack("{s:s?}", "kept", row);
 	return 0;
 }
 
@@ -241,7 +264,7 @@ static const struct http_route fake_routes[] = {
 	{"GET", "/v1/things/special", h_special, NULL, "fake.thing.read", "fake.thing.read", 0, 0},
 	{"GET", "/v1/objects/{bucket}/{key+}", h_object, NULL, "fake.object.read",
 	 "fake.object.read", 0, 0},
-	{"GET", "/v1/owned/{id}", h_thing, r_owned, "fake.owned.read", "fake.owned.read", 0, 0},
+	{"GET", "/v1/owned/{id}", h_owned, r_owned, "fake.owned.read", "fake.owned.read", 0, 0},
 	{"GET", "/v1/raw/{id}", h_thing, NULL, "fake.thing.read", "fake.thing.read", 0, 0},
 	{"GET", "/v1/fail/{code}", h_fail, NULL, "fake.fail", "fake.fail", 0, 0},
 	{"GET", "/v1/slow", h_slow, NULL, "fake.slow", "fake.slow", 0, 0},
@@ -560,7 +583,7 @@ static void test_ladder_order(void **state)
 {
 	struct reply r;
 	int authn = calls.authenticate, authz = calls.authorize, res = calls.resolve,
-	    hnd = calls.handler;
+	    hnd = calls.handler, kept = calls.kept_released;
 
 	/* No credentials: 401, nothing after authentication runs. */
 	request("GET", "/v1/owned/x", NULL, NULL, &r);
@@ -587,11 +610,27 @@ static void test_ladder_order(void **state)
 	assert_int_equal(calls.authorize, authz + 1);
 	assert_int_equal(calls.handler, hnd);
 
-	/* All the way. */
+	/* All the way; the handler answers from what the resolver kept. */
 	request("GET", "/v1/owned/x", AUTH_GOOD, NULL, &r);
 	assert_int_equal(r.status, 200);
 	assert_int_equal(calls.authorize, authz + 2);
 	assert_int_equal(calls.handler, hnd + 1);
+	assert_non_null(strstr(r.body, "\"kept\":\"row:x\""));
+
+	/* Routes without a resolver keep nothing: the handler sees NULL. */
+	request("GET", "/v1/things/y", AUTH_GOOD, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, "kept"));
+
+	/*
+	 * Every kept object was released, the replaced one at once and the last
+	 * with its request (denied ones too): two per resolve that found its
+	 * target. The request is freed just after its answer is sent, so wait
+	 * for that (bounded) rather than assume it happened.
+	 */
+	for (int i = 0; i < 200 && calls.kept_released < kept + 4; i++)
+		usleep(10 * 1000);
+	assert_int_equal(calls.kept_released, kept + 4);
 }
 
 static void test_public_skips_authn(void **state)
