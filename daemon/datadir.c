@@ -120,6 +120,10 @@ int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_er
 		if (r >= 0) {
 			rc_set_master(d->rc, d->master);
 			rc_set_iam(d->rc, d->iam);
+			/* Whatever services run, an instance holding data is never orphaned. */
+			rc_add_delete_guard(d->rc, "kms", kms_instance_delete_guard);
+			rc_add_delete_guard(d->rc, "cloud-object-storage",
+					    cos_instance_delete_guard);
 		}
 	}
 	if (r < 0) {

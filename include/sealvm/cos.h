@@ -36,6 +36,14 @@ struct kms;
 struct cos;
 struct sigv4_key_cache;
 
+/*
+ * The resource controller's delete guard for cloud-object-storage instances
+ * (rc_delete_guard_fn): -ENOTEMPTY RESOURCE_INSTANCE_NOT_EMPTY while the
+ * instance has buckets. Reads only; needs no running service.
+ */
+int cos_instance_delete_guard(sqlite3 *conn, const char *account_id, const char *instance_guid,
+			      struct sealvm_err *err);
+
 /* What the service runs on. Everything is borrowed and must outlive the service. */
 struct cos_deps {
 	struct sealvm_db *db; /* with cos_migrations applied */

@@ -64,6 +64,15 @@ extern const struct db_migration kms_migrations[];
 extern const size_t kms_n_migrations;
 
 /*
+ * The resource controller's delete guard for kms instances
+ * (rc_delete_guard_fn): -ENOTEMPTY RESOURCE_INSTANCE_NOT_EMPTY while the
+ * instance has keys that are not deleted (deleted ones, restorable for 30
+ * days, go with the instance). Reads only; needs no running service.
+ */
+int kms_instance_delete_guard(sqlite3 *conn, const char *account_id, const char *instance_guid,
+			      struct sealvm_err *err);
+
+/*
  * The timing rules, in seconds (Key Protect's values are the defaults;
  * tests shorten them). Each is 0..(10 years).
  */

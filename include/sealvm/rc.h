@@ -69,6 +69,29 @@ struct iam;
  */
 void rc_set_iam(struct rc *rc, struct iam *iam);
 
+/*
+ * A service's say on deleting one of its instances: called inside the delete's
+ * write transaction (on @conn) for an instance of the service it was added
+ * for. A negative errno refuses the delete; the guards of kms and
+ * cloud-object-storage answer -ENOTEMPTY (409) RESOURCE_INSTANCE_NOT_EMPTY
+ * while the instance holds keys or buckets, so that no data is orphaned.
+ */
+typedef int (*rc_delete_guard_fn)(sqlite3 *conn, const char *account_id, const char *instance_guid,
+				  struct sealvm_err *err);
+/*
+ * A guard's refusal: -ENOTEMPTY RESOURCE_INSTANCE_NOT_EMPTY, "@what @guid still has @n
+ * @one|@many: delete it|them first".
+ */
+int rc_refuse_not_empty(struct sealvm_err *err, const char *what, const char *guid, int64_t n,
+			const char *one, const char *many);
+#define RC_MAX_DELETE_GUARDS 8
+/*
+ * Adds @fn for instances of @resource_id (static string). Set up before serving;
+ * -E2BIG past RC_MAX_DELETE_GUARDS. Deleting an instance also deletes its
+ * resource keys (HMAC credentials act only in their instance).
+ */
+int rc_add_delete_guard(struct rc *rc, const char *resource_id, rc_delete_guard_fn fn);
+
 struct sigv4_key_cache;
 /*
  * The S3 listener's signing-key cache (borrowed; NULL for none): deleting a

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "sealvm/macro.h"
+#include "sealvm/rc.h"
 
 #include "cos_engine.h"
 
@@ -267,6 +268,26 @@ int cos_store_bucket_has_objects(sqlite3 *conn, const char *name, struct sealvm_
 	if (rc == SQLITE_ROW)
 		return 1;
 	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "cos bucket objects", err);
+}
+
+int cos_instance_delete_guard(sqlite3 *conn, const char *account_id, const char *instance_guid,
+			      struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = db_prepare(
+		conn, "SELECT count(*) FROM cos_buckets WHERE instance_guid = ? AND account_id = ?",
+		&st, err);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, instance_guid);
+	bind_text(st, 2, account_id);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return db_error(conn, rc, "cos instance buckets", err);
+	int64_t n = sqlite3_column_int64(st, 0);
+	return n > 0 ? rc_refuse_not_empty(err, "the object storage instance", instance_guid, n,
+					   "bucket", "buckets")
+		     : 0;
 }
 
 int cos_store_bucket_delete(sqlite3 *conn, const char *name, struct sealvm_err *err)

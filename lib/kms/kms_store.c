@@ -514,6 +514,25 @@ int kms_store_alias_count(sqlite3 *conn, const char *instance, const char *key_i
 	return 0;
 }
 
+int kms_instance_delete_guard(sqlite3 *conn, const char *account_id, const char *instance_guid,
+			      struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = query(conn, "kms instance keys",
+		      "SELECT count(*) FROM kms_keys WHERE instance = ?1 AND account_id = ?2"
+		      " AND state != ?3",
+		      BINDS(b_text(instance_guid), b_text(account_id), b_int(KMS_DESTROYED)), &st,
+		      err);
+	if (r == 0) /* an aggregate always has its row */
+		r = db_error(conn, SQLITE_DONE, "kms instance keys", err);
+	if (r < 0)
+		return r;
+	int64_t n = sqlite3_column_int64(st, 0);
+	return n > 0 ? rc_refuse_not_empty(err, "the key management instance", instance_guid, n,
+					   "key that is not deleted", "keys that are not deleted")
+		     : 0;
+}
+
 int kms_store_alias_list(sqlite3 *conn, const char *key_id,
 			 int (*fn)(const char *alias, int64_t created_ms, const char *by,
 				   void *arg),

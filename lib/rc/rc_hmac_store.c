@@ -110,6 +110,24 @@ int rc_hmac_store_list(sqlite3 *conn, const char *account_id, const char *instan
 	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "hmac key list", err);
 }
 
+int rc_hmac_store_delete_instance(sqlite3 *conn, const char *account_id, const char *instance_guid,
+				  int *ret_n, struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int rc, r = db_prepare(
+			conn, "DELETE FROM rc_hmac_keys WHERE instance_guid = ? AND account_id = ?",
+			&st, err);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, instance_guid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, account_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		return db_error(conn, rc, "hmac key delete", err);
+	*ret_n = sqlite3_changes(conn);
+	return 0;
+}
+
 int rc_hmac_store_delete(sqlite3 *conn, const char *account_id, const char *guid,
 			 struct sealvm_err *err)
 {

@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "sealvm/log.h"
+#include "sealvm/sigv4.h"
 
 #include "rc_internal.h"
 
@@ -216,17 +217,67 @@ static int h_get(struct http_request *req, struct http_response *resp, void *ctx
 	return resp->body ? 0 : -ENOMEM;
 }
 
+int rc_refuse_not_empty(struct sealvm_err *err, const char *what, const char *guid, int64_t n,
+			const char *one, const char *many)
+{
+	return sealvm_err_set(err, -ENOTEMPTY, "RESOURCE_INSTANCE_NOT_EMPTY",
+			      "%s %s still has %lld %s: delete %s first", what, guid, (long long)n,
+			      n == 1 ? one : many, n == 1 ? "it" : "them");
+}
+
+int rc_add_delete_guard(struct rc *rc, const char *resource_id, rc_delete_guard_fn fn)
+{
+	if (rc->n_guards >= RC_MAX_DELETE_GUARDS)
+		return -E2BIG;
+	rc->guards[rc->n_guards].resource_id = resource_id;
+	rc->guards[rc->n_guards].fn = fn;
+	rc->n_guards++;
+	return 0;
+}
+
 struct delete_job {
+	struct rc *rc;
 	struct http_request *req;
+	/* The access key ids of the instance's HMAC keys, to drop from the signing-key cache. */
+	char (*keys)[RC_HMAC_ACCESS_KEY_ID_LEN + 1];
+	size_t n_keys;
 };
+
+static int collect_key(const struct rc_hmac_key *k, void *arg)
+{
+	struct delete_job *j = arg;
+	void *grown = realloc(j->keys, (j->n_keys + 1) * sizeof(*j->keys));
+	if (!grown)
+		return -ENOMEM;
+	j->keys = grown;
+	snprintf(j->keys[j->n_keys++], sizeof(*j->keys), "%s", k->access_key_id);
+	return 0;
+}
 
 static int delete_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
 {
 	struct delete_job *j = userdata;
 	const struct http_target *t = http_request_target(j->req);
-	int r = rc_store_delete(conn, t->account_id, t->resource, err);
+	struct rc_instance i;
+	int n_keys = 0;
+	int r = rc_store_get(conn, t->account_id, t->resource, &i, err);
 	if (r < 0)
 		return r;
+	/* The owning service refuses while the instance holds data (keys, buckets). */
+	for (unsigned g = 0; g < j->rc->n_guards; g++)
+		if (strcmp(j->rc->guards[g].resource_id, i.resource_id) == 0 &&
+		    (r = j->rc->guards[g].fn(conn, i.account_id, i.guid, err)) < 0)
+			return r;
+	j->n_keys = 0;
+	r = rc_hmac_store_list(conn, i.account_id, i.guid, collect_key, j, err);
+	if (r == -ENOMEM && !sealvm_err_isset(err))
+		sealvm_err_set(err, r, NULL, "out of memory");
+	if (r < 0 ||
+	    (r = rc_hmac_store_delete_instance(conn, i.account_id, i.guid, &n_keys, err)) < 0 ||
+	    (r = rc_store_delete(conn, i.account_id, i.guid, err)) < 0)
+		return r;
+	http_request_set_audit_data(j->req, NULL,
+				    json_pack("{s:i}", "resource_keys_deleted", n_keys));
 	return http_request_audit_in_job(j->req, conn, 204, err);
 }
 
@@ -234,8 +285,12 @@ static int h_delete(struct http_request *req, struct http_response *resp, void *
 		    struct sealvm_err *err)
 {
 	struct rc *rc = ctx;
-	struct delete_job j = {.req = req};
+	struct delete_job j = {.rc = rc, .req = req};
 	int r = db_write(rc->db, delete_run, &j, err);
+	/* Committed: the instance's HMAC keys are gone; drop what the cache derived from them. */
+	for (size_t k = 0; r >= 0 && rc->sigv4_cache && k < j.n_keys; k++)
+		sigv4_key_cache_forget(rc->sigv4_cache, j.keys[k]);
+	free(j.keys);
 	if (r < 0)
 		return r;
 	resp->status = 204;

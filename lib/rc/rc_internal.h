@@ -14,6 +14,11 @@ struct rc {
 	struct sigv4_key_cache *sigv4_cache; /* borrowed; optional */
 	struct iam *iam;		     /* borrowed; NULL until rc_set_iam */
 	struct http_service http;
+	struct {
+		const char *resource_id;
+		rc_delete_guard_fn fn;
+	} guards[RC_MAX_DELETE_GUARDS];
+	unsigned n_guards;
 };
 
 /* ---- HMAC resource keys (rc_hmac_store.c: SQL only) ---- */
@@ -66,6 +71,9 @@ int rc_hmac_store_get(sqlite3 *conn, const char *account_id, const char *guid,
 int rc_hmac_store_list(sqlite3 *conn, const char *account_id, const char *instance_guid,
 		       int (*fn)(const struct rc_hmac_key *k, void *arg), void *arg,
 		       struct sealvm_err *err);
+/* Deletes every key of an instance; *@ret_n how many. */
+int rc_hmac_store_delete_instance(sqlite3 *conn, const char *account_id, const char *instance_guid,
+				  int *ret_n, struct sealvm_err *err);
 int rc_hmac_store_delete(sqlite3 *conn, const char *account_id, const char *guid,
 			 struct sealvm_err *err);
 /*

@@ -9,8 +9,9 @@
 # changed after signing; an unsigned body with a right or wrong CRC32 trailer, the right one
 # kept and returned with x-amz-checksum-mode), a part too small at complete, an unknown
 # upload id (part, list, complete, abort), HMAC keys of another instance and of another account
-# (planted in the database: no API makes a second account), and bearer tokens (the owner's
-# works with ibm-service-instance-id; a service ID without a policy is refused).
+# (planted in the database: no API makes a second account), bearer tokens (the owner's
+# works with ibm-service-instance-id; a service ID without a policy is refused), and deleting
+# an instance that still has buckets (refused; an empty one goes with its HMAC keys).
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 need curl python3
@@ -286,6 +287,31 @@ got=$(chunked_put chkbad 0 STREAMING-UNSIGNED-PAYLOAD-TRAILER); expect "400 BadD
 got=$(chunked_put chksig 1 STREAMING-AWS4-HMAC-SHA256-PAYLOAD); expect "400 InvalidArgument" "bearer with a signed streaming mode"
 gone chkbad chksig
 pass "bearer tokens with aws-chunked bodies: the unsigned-trailer mode verified (wrong CRC refused, nothing made); signed modes need SigV4"
+
+# --- deleting instances -------------------------------------------------------------------------------
+# An instance that has buckets is not deleted (its data would be orphaned); one without buckets
+# goes, and its HMAC keys with it: they stop verifying at once, even though k2 was just used
+# (its signing key is in the listener's cache).
+got=$(P k2 raw GET / --out l2.xml); expect "200 -" "k2 works before"
+[ "$(api DELETE "/v2/resource_instances/$I1")" = 409 ] && grep -q RESOURCE_INSTANCE_NOT_EMPTY .body ||
+	fail "deleting an instance with buckets: $(cat .body)"
+grep -q "bucket" .body || fail "the refusal does not say what is left: $(cat .body)"
+[ "$(api GET "/v2/resource_instances/$I1")" = 200 ] || fail "the refused instance is gone"
+[ "$(api GET "/v2/resource_keys/$(cat k1.guid)")" = 200 ] || fail "the refused instance's key is gone"
+objects ten obj
+[ "$(api DELETE "/v2/resource_instances/$I2")" = 204 ] || fail "deleting an empty instance: $(cat .body)"
+[ "$(api GET "/v2/resource_instances/$I2")" = 404 ] || fail "the deleted instance is still there"
+[ "$(api GET "/v2/resource_keys/$(cat k2.guid)")" = 404 ] || fail "the deleted instance's HMAC key is still there"
+[ "$(api GET /v2/resource_keys)" = 200 ] || fail "list keys"
+grep -qF "$(cat k2.guid)" .body && fail "the deleted instance's HMAC key is still listed"
+got=$(P k2 raw GET /); expect "403 InvalidAccessKeyId" "the deleted instance's HMAC key"
+[ "$(api GET "/v1/events?action=resource-controller.instance.delete&outcome=success")" = 200 ] || fail "events"
+python3 - "$T/.body" "$I2" <<'PY' || fail "the delete event: $(head -c 600 .body)"
+import json, sys
+ev = [e for e in json.load(open(sys.argv[1]))["events"] if sys.argv[2] in e["target"]["id"]]
+assert len(ev) == 1 and ev[0]["responseData"]["resource_keys_deleted"] == 1, ev
+PY
+pass "an instance with buckets is not deleted (409 RESOURCE_INSTANCE_NOT_EMPTY, nothing lost); an empty one goes with its HMAC keys"
 
 # --- failures are audited, without secrets --------------------------------------------------------
 [ "$(api GET "/v1/events?limit=1000&outcome=failure&action=cloud-object-storage.object.read")" = 200 ] || fail "events"

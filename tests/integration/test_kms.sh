@@ -888,6 +888,28 @@ ok("after a restart: keys still unwrap; a restore after the (shorter) window is 
 PY
 pass "restart: restore window"
 
+# --- deleting a kms instance -------------------------------------------------------------------
+python3 - <<'PY' || fail "deleting a kms instance"
+import json, os, sys
+sys.path.insert(0, os.environ["T"])
+from kp import call, create
+st, j = call("POST", "/v2/resource_instances",
+             {"name": "short-lived", "target": "us-south", "resource_id": "kms"}, inst="")
+assert st == 201, (st, j)
+g = j["guid"]
+kid = create("the-last-key", inst=g)["id"]
+# While it holds a key that is not deleted, the instance stays (and so does the key).
+st, j = call("DELETE", "/v2/resource_instances/" + g, inst="")
+assert st == 409 and "RESOURCE_INSTANCE_NOT_EMPTY" in json.dumps(j) and "1 key" in json.dumps(j), (st, j)
+assert call("GET", "/v2/resource_instances/" + g, inst="")[0] == 200
+assert call("GET", "/api/v2/keys/%s/metadata" % kid, inst=g)[0] == 200
+# Deleted keys (restorable for a while) go with the instance.
+assert call("DELETE", "/api/v2/keys/%s" % kid, inst=g)[0] == 204
+assert call("DELETE", "/v2/resource_instances/" + g, inst="")[0] == 204
+assert call("GET", "/v2/resource_instances/" + g, inst="")[0] == 404
+PY
+pass "a kms instance with a key that is not deleted is not deleted (409 RESOURCE_INSTANCE_NOT_EMPTY); once its keys are deleted it goes"
+
 # --- audit --------------------------------------------------------------------------------------------
 python3 - events.json <<'PY'
 import json, os, sys
