@@ -9,12 +9,16 @@
  * audit event; data files are named and fsynced before it and the files it
  * replaced are removed after it, so a crash at any point leaves either the
  * old object or the new one, and at worst an orphan file for the next start.
- * The writer never holds a whole body: it hashes (MD5) the plaintext as it
- * comes and writes at least COS_IO_CHUNK at a time.
+ * The writer never holds a whole body: the body fills plaintext buffers of
+ * COS_IO_CHUNK bytes, and a helper thread absorbs each full one (MD5 of the
+ * plaintext, sealing under SSE, the write) while the request thread receives
+ * the next, so that the serial MD5 and the copy into the page cache run beside
+ * the network and chunk decoding instead of after them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,7 +434,25 @@ struct cos_writer {
 	EVP_MD_CTX *md5;
 	unsigned char md5v[16];
 	bool finished;
-	unsigned char *buf; /* what goes to the file next */
+	/*
+	 * The body's plaintext, in a ring of COS_WRITER_BUFS buffers: the request
+	 * thread fills pbuf[fill]; [head, head + queued) are full and handed to the
+	 * helper, which absorbs them in order. A buffer is handed over only when
+	 * more of the body follows, so the last one (and under SSE the final
+	 * segment) is always absorbed by finish. lock guards head, queued, stop and
+	 * helper_rc; the buffers themselves are owned by whoever the indices say.
+	 */
+	unsigned char *pbuf[COS_WRITER_BUFS];
+	size_t plen[COS_WRITER_BUFS];
+	unsigned fill, head, queued;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t helper;
+	bool helper_started, stop, abandon;
+	int helper_rc;
+	struct sealvm_err helper_err;
+	/* Under SSE: sealed segments (after the header) waiting to be written. */
+	unsigned char *buf;
 	size_t buf_len, buf_cap;
 	uint64_t written; /* bytes in the file */
 	uint64_t wb_next; /* writeback has been started for [0, wb_next) */
@@ -440,15 +462,42 @@ struct cos_writer {
 	char key_version[40];
 	struct sealvm_secret *dek;
 	struct cos_sse_file *sf;
-	unsigned char *seg; /* plaintext of the segment being filled */
-	size_t seg_len;
 	uint64_t seg_idx, n_seg;
 };
+
+/*
+ * Stops the helper once it has absorbed what it was handed (or, with
+ * @abandon, after the buffer it is on); its first failure, if any.
+ */
+static int helper_join(struct cos_writer *w, bool abandon, struct sealvm_err *err)
+{
+	if (!w->helper_started)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	w->abandon = abandon;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->helper, NULL);
+	w->helper_started = false;
+	if (w->helper_rc < 0 && err)
+		*err = w->helper_err;
+	return w->helper_rc;
+}
 
 void cos_writer_abort(struct cos_writer *w)
 {
 	if (!w)
 		return;
+	/* An abandoned body's error does not matter; the helper must be gone before the buffers. */
+	helper_join(w, true, NULL);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	for (unsigned i = 0; i < COS_WRITER_BUFS; i++) {
+		if (w->pbuf[i] && w->dek) /* customer plaintext of an encrypted object */
+			OPENSSL_cleanse(w->pbuf[i], COS_IO_CHUNK);
+		free(w->pbuf[i]);
+	}
 	cos_tmp_drop(w->c, &w->tmp);
 	free(w->key);
 	free(w->content_type);
@@ -458,9 +507,6 @@ void cos_writer_abort(struct cos_writer *w)
 	free(w->wdek);
 	sealvm_secret_free(w->dek);
 	cos_sse_file_free(w->sf);
-	if (w->seg)
-		OPENSSL_cleanse(w->seg, COS_SSE_SEG);
-	free(w->seg);
 	free(w);
 }
 
@@ -513,6 +559,105 @@ static int flush(struct cos_writer *w, struct sealvm_err *err)
 	if (r < 0)
 		return r;
 	w->buf_len = 0;
+	return 0;
+}
+
+/*
+ * Takes @len bytes of the body's plaintext, in order: MD5, then the file —
+ * as they are, or sealed segment by segment under SSE. Every call but the
+ * last (from finish) brings whole segments (COS_IO_CHUNK is a multiple of
+ * COS_SSE_SEG), so segment @seg_idx is always complete when it is sealed.
+ */
+static int absorb(struct cos_writer *w, const unsigned char *p, size_t len, struct sealvm_err *err)
+{
+	int r;
+	if (len && EVP_DigestUpdate(w->md5, p, len) != 1)
+		return sealvm_err_set(err, -EIO, "InternalError", "MD5 failed");
+	if (!w->dek)
+		return len ? write_data(w, p, len, err) : 0;
+	while (len) {
+		size_t n = MIN(len, (size_t)COS_SSE_SEG);
+		r = cos_sse_seal(w->sf, w->seg_idx, p, n, w->buf + w->buf_len, err);
+		if (r < 0)
+			return r;
+		w->seg_idx++;
+		w->buf_len += n + COS_SSE_TAG;
+		/* below COS_IO_CHUNK after a flush: the next segment always fits (buf_cap) */
+		if (w->buf_len >= COS_IO_CHUNK && (r = flush(w, err)) < 0)
+			return r;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static void *helper_main(void *arg)
+{
+	struct cos_writer *w = arg;
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->queued && !w->stop)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (!w->queued || w->abandon)
+			break;
+		unsigned i = w->head;
+		bool failed = w->helper_rc < 0;
+		pthread_mutex_unlock(&w->lock);
+
+		struct sealvm_err e = SEALVM_ERR_INIT;
+		int r = failed ? 0 : absorb(w, w->pbuf[i], w->plen[i], &e);
+
+		pthread_mutex_lock(&w->lock);
+		if (r < 0 && w->helper_rc == 0) {
+			w->helper_rc = r;
+			w->helper_err = e;
+		}
+		w->head = (w->head + 1) % COS_WRITER_BUFS;
+		w->queued--;
+		pthread_cond_broadcast(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static bool helper_start(struct cos_writer *w)
+{
+	pthread_attr_t attr;
+	if (pthread_attr_init(&attr) != 0)
+		return false;
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	w->helper_started = pthread_create(&w->helper, &attr, helper_main, w) == 0;
+	pthread_attr_destroy(&attr);
+	return w->helper_started;
+}
+
+/* pbuf[fill] is full and more of the body follows: hands it to the helper, takes the next. */
+static int hand_off(struct cos_writer *w, struct sealvm_err *err)
+{
+	int r;
+	bool alone = false;
+	for (unsigned i = 0; i < COS_WRITER_BUFS && !alone; i++)
+		alone = !w->pbuf[i] && !(w->pbuf[i] = malloc(COS_IO_CHUNK));
+	if (alone || (!w->helper_started && !helper_start(w))) {
+		/* no memory or no thread for a helper: absorb here, as the body comes */
+		r = absorb(w, w->pbuf[w->fill], w->plen[w->fill], err);
+		w->plen[w->fill] = 0;
+		return r;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->queued++;
+	pthread_cond_broadcast(&w->cond);
+	while (w->queued == COS_WRITER_BUFS && w->helper_rc == 0)
+		pthread_cond_wait(&w->cond, &w->lock);
+	r = w->helper_rc;
+	if (r < 0) {
+		*err = w->helper_err; /* the request fails: nothing more is written */
+		pthread_mutex_unlock(&w->lock);
+		return r;
+	}
+	w->fill = (w->head + w->queued) % COS_WRITER_BUFS;
+	pthread_mutex_unlock(&w->lock);
+	w->plen[w->fill] = 0;
 	return 0;
 }
 
@@ -583,6 +728,8 @@ int cos_writer_open(struct cos *c, const struct cos_put_args *a, struct cos_writ
 		return sealvm_err_set(err, -ENOMEM, "InternalError", "out of memory");
 	w->c = c;
 	w->tmp.fd = -1;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
 	w->b = *a->bucket;
 	w->key = strdup(a->key);
 	w->content_type = strdup(a->content_type && a->content_type[0] ? a->content_type
@@ -608,17 +755,18 @@ int cos_writer_open(struct cos *c, const struct cos_put_args *a, struct cos_writ
 	} else
 		cos_random_id(w->sse_id);
 
-	w->buf_cap = COS_IO_CHUNK + (w->dek ? COS_SSE_SEG + COS_SSE_TAG : 0);
-	w->buf = malloc(w->buf_cap);
-	if (!w->buf)
+	/* the other plaintext buffers come with the first hand-off: small bodies need one */
+	w->pbuf[0] = malloc(COS_IO_CHUNK);
+	if (!w->pbuf[0])
 		return sealvm_err_set(err, -ENOMEM, "InternalError", "out of memory");
 	r = cos_tmp_open(c, &w->tmp, err);
 	if (r < 0)
 		return r;
 	if (w->dek) {
 		unsigned char salt[COS_SSE_SALT];
-		w->seg = malloc(COS_SSE_SEG);
-		if (!w->seg)
+		w->buf_cap = COS_IO_CHUNK + COS_SSE_SEG + COS_SSE_TAG;
+		w->buf = malloc(w->buf_cap);
+		if (!w->buf)
 			return sealvm_err_set(err, -ENOMEM, "InternalError", "out of memory");
 		if (cos_sse_header_new(w->buf, salt) < 0)
 			return sealvm_err_set(err, -EIO, "InternalError",
@@ -633,59 +781,28 @@ int cos_writer_open(struct cos *c, const struct cos_put_args *a, struct cos_writ
 	return 0;
 }
 
-static int seal_segment(struct cos_writer *w, struct sealvm_err *err)
-{
-	if (w->buf_len + w->seg_len + COS_SSE_TAG > w->buf_cap) {
-		int r = flush(w, err);
-		if (r < 0)
-			return r;
-	}
-	int r = cos_sse_seal(w->sf, w->seg_idx, w->seg, w->seg_len, w->buf + w->buf_len, err);
-	if (r < 0)
-		return r;
-	w->buf_len += w->seg_len + COS_SSE_TAG;
-	w->seg_idx++;
-	w->seg_len = 0;
-	if (w->buf_len >= COS_IO_CHUNK)
-		return flush(w, err);
-	return 0;
-}
-
 int cos_writer_write(struct cos_writer *w, const void *buf, size_t len, struct sealvm_err *err)
 {
 	const unsigned char *p = buf;
-	int r;
 	if (w->finished)
 		return sealvm_err_set(err, -EINVAL, "InternalError", "write after finish");
 	if (len > w->size - w->got)
 		return sealvm_err_set(err, -EBADMSG, "IncompleteBody",
 				      "the body is longer than the declared %llu bytes",
 				      (unsigned long long)w->size);
-	if (!len)
-		return 0;
-	EVP_DigestUpdate(w->md5, p, len);
-	w->got += len;
-	if (!w->dek) {
-		if (w->buf_len + len > w->buf_cap && (r = flush(w, err)) < 0)
-			return r;
-		if (len >= COS_IO_CHUNK)
-			return write_data(w, p, len, err);
-		memcpy(w->buf + w->buf_len, p, len);
-		w->buf_len += len;
-		if (w->buf_len == w->buf_cap)
-			return flush(w, err);
-		return 0;
-	}
 	while (len) {
-		size_t n = MIN(len, COS_SSE_SEG - w->seg_len);
-		memcpy(w->seg + w->seg_len, p, n);
-		w->seg_len += n;
+		unsigned f = w->fill;
+		size_t n = MIN(len, COS_IO_CHUNK - w->plen[f]);
+		memcpy(w->pbuf[f] + w->plen[f], p, n);
+		w->plen[f] += n;
+		w->got += n;
 		p += n;
 		len -= n;
-		/* The final segment is sealed by finish: it carries the final flag. */
-		if (w->seg_len == COS_SSE_SEG && w->seg_idx + 1 < w->n_seg &&
-		    (r = seal_segment(w, err)) < 0)
-			return r;
+		if (w->plen[f] == COS_IO_CHUNK && w->got < w->size) {
+			int r = hand_off(w, err);
+			if (r < 0)
+				return r;
+		}
 	}
 	return 0;
 }
@@ -701,8 +818,18 @@ int cos_writer_finish(struct cos_writer *w, unsigned char ret_md5[16], struct se
 		return sealvm_err_set(err, -EBADMSG, "IncompleteBody",
 				      "the body ended after %llu of the declared %llu bytes",
 				      (unsigned long long)w->got, (unsigned long long)w->size);
-	if (w->dek && (r = seal_segment(w, err)) < 0)
+	if ((r = helper_join(w, false, err)) < 0 ||
+	    (r = absorb(w, w->pbuf[w->fill], w->plen[w->fill], err)) < 0)
 		return r;
+	w->plen[w->fill] = 0;
+	/* An empty object still has its one (empty, final) segment. */
+	if (w->dek && w->seg_idx < w->n_seg) {
+		r = cos_sse_seal(w->sf, w->seg_idx, "", 0, w->buf + w->buf_len, err);
+		if (r < 0)
+			return r;
+		w->seg_idx++;
+		w->buf_len += COS_SSE_TAG;
+	}
 	r = flush(w, err);
 	if (r < 0)
 		return r;

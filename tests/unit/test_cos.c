@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -347,6 +349,55 @@ static unsigned data_files(void)
 	char p[128];
 	snprintf(p, sizeof(p), "%s/cos/data", dir);
 	return walk(p, NULL, 0, NULL);
+}
+
+static unsigned tmp_files(void)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/cos/tmp", dir);
+	return walk(p, NULL, 0, NULL);
+}
+
+/*
+ * The writer's buffers and its helper thread at every boundary: empty, one
+ * byte, a segment, one buffer, one more byte, several buffers (the helper
+ * absorbs all but the last), each read back whole and across the boundaries.
+ */
+static void sizes_roundtrip(const struct cos_bucket *b)
+{
+	static const size_t sizes[] = {0,
+				       1,
+				       COS_SSE_SEG,
+				       COS_IO_CHUNK - 1,
+				       COS_IO_CHUNK,
+				       COS_IO_CHUNK + 1,
+				       2 * COS_IO_CHUNK,
+				       COS_WRITER_BUFS * COS_IO_CHUNK,
+				       (COS_WRITER_BUFS + 3) * COS_IO_CHUNK + COS_SSE_SEG + 3};
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	size_t max = sizes[ELEMENTSOF(sizes) - 1];
+	unsigned char *data = malloc(max);
+	RAND_bytes(data, (int)max);
+	for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+		size_t len = sizes[i];
+		char etag[48], want[33];
+		assert_int_equal(put(b, "sizes", data, len, etag, &err), 0);
+		md5_hex(data, len, want);
+		assert_string_equal(etag, want);
+		if (!len)
+			continue;
+		unsigned char *got = read_range(b, "sizes", 0, len);
+		assert_memory_equal(got, data, len);
+		free(got);
+		for (uint64_t at = COS_IO_CHUNK - 10; at < len; at += COS_IO_CHUNK) {
+			size_t n = (size_t)MIN((uint64_t)20, len - at);
+			got = read_range(b, "sizes", at, n);
+			assert_memory_equal(got, data + at, n);
+			free(got);
+		}
+	}
+	assert_int_equal(cos_object_delete(svc, b, "sizes", NULL, &err), 0);
+	free(data);
 }
 
 /* ---- buckets -----------------------------------------------------------------------------------
@@ -1279,12 +1330,68 @@ static void test_sse(void **state)
 	assert_memory_equal(got, data, 10);
 	free(got);
 
+	sizes_roundtrip(&b);
+
 	/* bucket delete removes the key registration */
 	assert_int_equal(cos_object_delete(svc, &b, "doc", NULL, &err), 0);
 	assert_int_equal(cos_object_delete(svc, &b, "doc-again", NULL, &err), 0);
 	int64_t regs = events("kms.registrations.delete");
 	assert_int_equal(cos_bucket_delete(svc, "secret", NULL, &err), 0);
 	assert_int_equal(events("kms.registrations.delete"), regs + 1);
+	free(data);
+}
+
+/* ---- the writer's buffers and helper thread
+ * ------------------------------------------------------
+ */
+
+static void test_writer_pipeline(void **state)
+{
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	struct cos_bucket b;
+	make_bucket("pipeline", NULL, &b);
+	sizes_roundtrip(&b);
+
+	/*
+	 * The helper's write fails (a file-size limit, SIGXFSZ ignored) while the
+	 * body is still arriving: a later write already fails with the reason (the
+	 * request thread learns it at the next hand-off, before the body ends), and
+	 * the PUT leaves no object, no data file and no temp file.
+	 */
+	size_t len = 8 * COS_IO_CHUNK, at = 0;
+	unsigned char *data = calloc(1, len);
+	unsigned files = data_files(), tmps = tmp_files();
+	struct rlimit old, lim = {.rlim_cur = COS_IO_CHUNK + COS_IO_CHUNK / 2};
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim.rlim_max = old.rlim_max;
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	struct cos_writer *w = NULL;
+	struct cos_put_args a = {.bucket = &b, .key = "too-big", .size = len};
+	assert_int_equal(cos_writer_open(svc, &a, &w, &err), 0);
+	int r = 0;
+	for (; at < len && r == 0; at += COS_SSE_SEG)
+		r = cos_writer_write(w, data + at, COS_SSE_SEG, &err);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(r, -EFBIG);
+	assert_true(at < len);
+	reason_is(&err, "InternalError");
+	assert_non_null(strstr(err.message, "cannot write object data"));
+	cos_writer_abort(w);
+	struct cos_object o;
+	sealvm_err_clear(&err);
+	assert_int_equal(cos_object_head(svc, &b, "too-big", &o, &err), -ENOENT);
+	assert_int_equal(data_files(), files);
+	assert_int_equal(tmp_files(), tmps);
+
+	/* An abandoned body (the client went away) with buffers in the helper's hands. */
+	a.key = "abandoned";
+	assert_int_equal(cos_writer_open(svc, &a, &w, &err), 0);
+	assert_int_equal(cos_writer_write(w, data, 5 * COS_IO_CHUNK + 7, &err), 0);
+	cos_writer_abort(w);
+	assert_int_equal(tmp_files(), tmps);
+	assert_int_equal(cos_bucket_delete(svc, "pipeline", NULL, &err), 0);
 	free(data);
 }
 
@@ -1368,6 +1475,7 @@ int main(void)
 		cmocka_unit_test(test_multipart),
 		cmocka_unit_test(test_copy),
 		cmocka_unit_test(test_sse),
+		cmocka_unit_test(test_writer_pipeline),
 		cmocka_unit_test(test_recovery),
 		cmocka_unit_test(test_audit_helper),
 	};
