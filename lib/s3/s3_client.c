@@ -290,11 +290,8 @@ int s3c_build(const struct s3c *c, const struct s3c_req *r, time_t now, char ***
 		return rc;
 	for (size_t i = 0; i < r->n_hdrs; i++)
 		h[nh++] = r->hdrs[i];
-	if (r->fd >= 0 && r->payload == S3C_PAYLOAD_TRAILER && !c->secret) {
-		/* aws-chunked is for SigV4 only: a bearer request declares the CRC32C up front */
-		h[nh++] = (struct sigv4_header){TRAILER_NAME, r->crc32c_b64};
-		payload = SIGV4_UNSIGNED_PAYLOAD;
-	} else if (r->fd >= 0 && r->payload == S3C_PAYLOAD_TRAILER) {
+	if (s3c_req_chunked(r)) {
+		/* SigV4 or bearer alike: the CRC32C is computed while framing, and trails */
 		snprintf(decoded, sizeof(decoded), "%" PRIu64, r->fd_len);
 		h[nh++] = (struct sigv4_header){"content-encoding", "aws-chunked"};
 		h[nh++] = (struct sigv4_header){"x-amz-decoded-content-length", decoded};
@@ -740,7 +737,7 @@ static int attempt_once(struct s3c *c, CURL *curl, const struct s3c_req *r, stru
 	_cleanup_free_ char *url = NULL;
 	struct curl_slist *hl = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct xfer x = {.r = r, .resp = resp, .curl = curl, .chunked = s3c_req_chunked(c, r)};
+	struct xfer x = {.r = r, .resp = resp, .curl = curl, .chunked = s3c_req_chunked(r)};
 	bool upload = !strcmp(r->method, "PUT") || !strcmp(r->method, "POST");
 	uint64_t body_len = 0;
 	CURLcode cc;
@@ -771,7 +768,7 @@ static int attempt_once(struct s3c *c, CURL *curl, const struct s3c_req *r, stru
 	if (r->body)
 		body_len = r->body_len;
 	else if (r->fd >= 0)
-		body_len = s3c_req_chunked(c, r) ? s3c_chunked_length(r->fd_len) : r->fd_len;
+		body_len = s3c_req_chunked(r) ? s3c_chunked_length(r->fd_len) : r->fd_len;
 
 	curl_easy_reset(curl);
 	curl_easy_setopt(curl, CURLOPT_URL, url);
@@ -1219,29 +1216,6 @@ out:
 	return rc;
 }
 
-/* The base64 CRC32C of @len bytes of @fd at @off (a first pass, for bearer requests). */
-static int fd_crc32c(int fd, uint64_t off, uint64_t len, char out[16], struct sealvm_err *err)
-{
-	const size_t bs = 1u << 20;
-	_cleanup_free_ unsigned char *buf = malloc(bs);
-	uint32_t crc = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	for (uint64_t done = 0; done < len;) {
-		size_t n = (size_t)MIN((uint64_t)bs, len - done);
-		ssize_t k = sealvm_pread_all(fd, buf, n, off + done);
-		if (k != (ssize_t)n)
-			return sealvm_err_set_errno(err, k < 0 ? (int)k : -EIO, "S3C_LOCAL_IO",
-						    "cannot read the data to checksum");
-		crc = s3_crc32c(crc, buf, n);
-		done += n;
-	}
-	unsigned char be[4] = {crc >> 24, crc >> 16, crc >> 8, crc};
-	sealvm_b64_encode(be, 4, out, false);
-	return 0;
-}
-
 int s3c_put_part_internal(struct s3c *c, const char *bucket, const char *key, const char *query,
 			  int fd, uint64_t off, uint64_t size, const struct s3c_put_opts *o,
 			  uint64_t progress_base, uint64_t progress_total, char *ret_etag,
@@ -1266,9 +1240,6 @@ int s3c_put_part_internal(struct s3c *c, const char *bucket, const char *key, co
 		goto out;
 	if (r.payload == S3C_PAYLOAD_SHA256 &&
 	    (rc = fd_sha256(fd, off, size, r.sha256_hex, err)) < 0)
-		goto out;
-	if (r.payload == S3C_PAYLOAD_TRAILER && !c->secret &&
-	    (rc = fd_crc32c(fd, off, size, r.crc32c_b64, err)) < 0)
 		goto out;
 	rc = s3c_perform(c, &r, &resp, err);
 	if (rc == 0 && ret_etag)

@@ -50,7 +50,6 @@ struct s3c_req {
 	uint64_t fd_len;
 	enum s3c_payload payload;
 	char sha256_hex[65]; /* S3C_PAYLOAD_SHA256: the body's */
-	char crc32c_b64[16]; /* S3C_PAYLOAD_TRAILER with a bearer token: the body's CRC32C */
 	/* answer body: to out_fd when 2xx (out_fd >= 0), else kept in memory */
 	int out_fd;
 	bool want_sha256; /* hash what goes to out_fd */
@@ -66,12 +65,13 @@ static inline void s3c_req_init(struct s3c_req *r, const char *method, const cha
 		.method = method, .bucket = bucket, .key = key, .fd = -1, .out_fd = -1};
 }
 /*
- * Whether @r's body goes aws-chunked: a file body in S3C_PAYLOAD_TRAILER mode with SigV4
- * (a bearer request sends the CRC32C as a header instead: aws-chunked is a SigV4 form).
+ * Whether @r's body goes aws-chunked: a file body in S3C_PAYLOAD_TRAILER mode, signed with
+ * SigV4 or sent with a bearer token (STREAMING-UNSIGNED-PAYLOAD-TRAILER either way: the
+ * CRC32C is computed while the frames are built and sent in the trailer, one pass).
  */
-static inline bool s3c_req_chunked(const struct s3c *c, const struct s3c_req *r)
+static inline bool s3c_req_chunked(const struct s3c_req *r)
 {
-	return r->fd >= 0 && r->payload == S3C_PAYLOAD_TRAILER && c->secret;
+	return r->fd >= 0 && r->payload == S3C_PAYLOAD_TRAILER;
 }
 
 /* Adds a header (borrowed strings). -E2BIG past S3C_HDRS_MAX. */

@@ -284,15 +284,18 @@ static void test_bearer_request(void **state)
 	r.fd = 0;
 	r.fd_len = 10;
 	r.payload = S3C_PAYLOAD_TRAILER;
-	snprintf(r.crc32c_b64, sizeof(r.crc32c_b64), "yZRlqg==");
 	assert_int_equal(s3c_build(c, &r, 0, &lines, &url, &err), 0);
 	assert_string_equal(line_of(lines, "Authorization"), "Bearer eyJtoken.payload.sig");
 	assert_string_equal(line_of(lines, "ibm-service-instance-id"), "0a1b-2c");
-	/* no aws-chunked without SigV4: the CRC32C goes as a header */
-	assert_null(line_of(lines, "content-encoding"));
-	assert_string_equal(line_of(lines, "x-amz-checksum-crc32c"), "yZRlqg==");
-	assert_string_equal(line_of(lines, "x-amz-content-sha256"), SIGV4_UNSIGNED_PAYLOAD);
-	assert_false(s3c_req_chunked(c, &r));
+	/* one pass, as with SigV4: aws-chunked, the CRC32C in the trailer, no signature */
+	assert_string_equal(line_of(lines, "content-encoding"), "aws-chunked");
+	assert_string_equal(line_of(lines, "x-amz-decoded-content-length"), "10");
+	assert_string_equal(line_of(lines, "x-amz-trailer"), "x-amz-checksum-crc32c");
+	assert_null(line_of(lines, "x-amz-checksum-crc32c"));
+	assert_string_equal(line_of(lines, "x-amz-content-sha256"),
+			    SIGV4_STREAMING_UNSIGNED_TRAILER);
+	assert_null(line_of(lines, "x-amz-date"));
+	assert_true(s3c_req_chunked(&r));
 	s3c_lines_free(lines);
 	free(url);
 	/* presigning needs HMAC */
