@@ -229,10 +229,14 @@ struct s3c_get_opts {
 };
 
 /*
- * GET into @fd, written from its current position (retries after a broken
- * transfer restart from that position when @fd is seekable, and continue
- * with a Range request). *@ret gets the headers; @ret_sha256 the digest when
- * asked. -ENOENT NoSuchKey/NoSuchBucket, -ERANGE InvalidRange.
+ * GET into @fd, written from its current position. When @fd can be sought, a
+ * transfer broken after part of the answer arrived resumes: the retry asks for
+ * the rest (Range from where it stopped, If-Match the answer's ETag) and keeps
+ * what was written (a server that ignores the Range starts over; an object
+ * changed meanwhile: -ESTALE PreconditionFailed, @fd back where it was). On a
+ * pipe a broken transfer fails. *@ret gets the headers (size and range of the
+ * whole answer, resumed or not); @ret_sha256 the digest of everything written
+ * when asked. -ENOENT NoSuchKey/NoSuchBucket, -ERANGE InvalidRange.
  */
 int s3c_get_fd(struct s3c *c, const char *bucket, const char *key, int fd,
 	       const struct s3c_get_opts *o, struct s3c_object *ret, unsigned char ret_sha256[32],

@@ -482,9 +482,22 @@ struct xfer {
 	/* answer */
 	bool status_known, to_fd;
 	int local_error; /* a negative errno of ours (write to out_fd failed) */
-	EVP_MD_CTX *md;
-	off_t out_start;
+	EVP_MD_CTX *md;	 /* of what goes to out_fd, across resumed attempts */
+	off_t out_start; /* where out_fd was when the first attempt began */
+	uint64_t kept;	 /* out_fd bytes kept from earlier attempts: this one asked for the rest */
 };
+
+/* Drops what earlier attempts wrote to out_fd: the answer starts over. 0 or a negative errno. */
+static int restart_output(struct xfer *x)
+{
+	if (x->out_start < 0 || lseek(x->r->out_fd, x->out_start, SEEK_SET) < 0 ||
+	    ftruncate(x->r->out_fd, x->out_start) < 0)
+		return -ESPIPE;
+	if (x->md && EVP_DigestInit_ex(x->md, EVP_sha256(), NULL) != 1)
+		return -ENOMEM;
+	x->kept = 0;
+	return 0;
+}
 
 static void progress_report(struct xfer *x, uint64_t done)
 {
@@ -619,6 +632,10 @@ static size_t on_write(char *p, size_t size, size_t n, void *userdata)
 		curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &rs->status);
 		x->status_known = true;
 		x->to_fd = x->r->out_fd >= 0 && rs->status >= 200 && rs->status <= 299;
+		/* asked for the rest, got it all: a server that ignores Range starts over */
+		if (x->to_fd && x->kept && rs->status != 206 &&
+		    (x->local_error = restart_output(x)))
+			return 0;
 	}
 	if (x->to_fd) {
 		int r = sealvm_write_all(x->r->out_fd, p, len);
@@ -629,7 +646,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *userdata)
 		if (x->md)
 			EVP_DigestUpdate(x->md, p, len);
 		rs->written += len;
-		progress_report(x, rs->written);
+		progress_report(x, x->kept + rs->written);
 		return len;
 	}
 	if (len > ANSWER_MAX - rs->len) {
@@ -729,15 +746,26 @@ static void backoff(const struct s3c *c, unsigned attempt)
 		;
 }
 
-/* One attempt. 0 when an answer arrived (any status); else a negative errno and @err. */
+/*
+ * One attempt. 0 when an answer arrived (any status); else a negative errno
+ * and @err. @md hashes what goes to out_fd; @kept bytes of it are there from
+ * earlier attempts (@r then asks for the rest); @out_start is where it began.
+ */
 static int attempt_once(struct s3c *c, CURL *curl, const struct s3c_req *r, struct s3c_resp *resp,
-			bool *ret_retry, struct sealvm_err *err)
+			EVP_MD_CTX *md, uint64_t kept, off_t out_start, bool *ret_retry,
+			struct sealvm_err *err)
 {
 	_cleanup_(s3c_lines_freep) char **lines = NULL;
 	_cleanup_free_ char *url = NULL;
 	struct curl_slist *hl = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct xfer x = {.r = r, .resp = resp, .curl = curl, .chunked = s3c_req_chunked(r)};
+	struct xfer x = {.r = r,
+			 .resp = resp,
+			 .curl = curl,
+			 .chunked = s3c_req_chunked(r),
+			 .md = md,
+			 .out_start = out_start,
+			 .kept = kept};
 	bool upload = !strcmp(r->method, "PUT") || !strcmp(r->method, "POST");
 	uint64_t body_len = 0;
 	CURLcode cc;
@@ -758,13 +786,6 @@ static int attempt_once(struct s3c *c, CURL *curl, const struct s3c_req *r, stru
 	struct curl_slist *n2 = curl_slist_append(hl, "Content-Type:");
 	if (n2)
 		hl = n2;
-	if (r->want_sha256) {
-		x.md = EVP_MD_CTX_new();
-		if (!x.md || EVP_DigestInit_ex(x.md, EVP_sha256(), NULL) != 1) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
 	if (r->body)
 		body_len = r->body_len;
 	else if (r->fd >= 0)
@@ -805,6 +826,7 @@ static int attempt_once(struct s3c *c, CURL *curl, const struct s3c_req *r, stru
 	}
 	log_debug("s3: %s %s", r->method, url);
 	cc = curl_easy_perform(curl);
+	resp->resumed = x.kept;
 	if (x.local_error) {
 		rc = x.local_error;
 		sealvm_err_set_errno(err, rc, "S3C_LOCAL_IO", "%s %s: cannot %s local data",
@@ -824,9 +846,33 @@ static int attempt_once(struct s3c *c, CURL *curl, const struct s3c_req *r, stru
 	*ret_retry = retryable_status(resp->status);
 	rc = 0;
 out:
-	EVP_MD_CTX_free(x.md);
 	curl_slist_free_all(hl);
 	return rc;
+}
+
+/*
+ * @r as a resumed GET sends it: Range from the end of the @kept bytes, If-Match
+ * @etag (the first answer's), in @rr (@range holds the header's value).
+ */
+static int resume_request(const struct s3c_req *r, uint64_t kept, const char *etag,
+			  struct s3c_req *rr, char range[64])
+{
+	uint64_t first = (r->has_range ? r->range_first : 0) + kept;
+	bool found = false;
+
+	*rr = *r;
+	if (r->has_range && r->range_last != UINT64_MAX)
+		snprintf(range, 64, "bytes=%" PRIu64 "-%" PRIu64, first, r->range_last);
+	else
+		snprintf(range, 64, "bytes=%" PRIu64 "-", first);
+	for (size_t i = 0; i < rr->n_hdrs; i++)
+		if (!strcasecmp(rr->hdrs[i].name, "range")) {
+			rr->hdrs[i].value = range;
+			found = true;
+		}
+	if (!found && s3c_req_header(rr, "range", range) < 0)
+		return -E2BIG;
+	return s3c_req_header(rr, "if-match", etag);
 }
 
 int s3c_perform(struct s3c *c, const struct s3c_req *r, struct s3c_resp *resp,
@@ -835,6 +881,11 @@ int s3c_perform(struct s3c *c, const struct s3c_req *r, struct s3c_resp *resp,
 	CURL *curl;
 	off_t start = -1;
 	int rc = -EIO;
+	EVP_MD_CTX *md = NULL;
+	struct s3c_req rr;
+	const struct s3c_req *send = r; /* @r, or @r asking for the rest */
+	char range[64], etag[160] = "";
+	uint64_t kept = 0; /* bytes of out_fd that earlier attempts wrote and we keep */
 
 	if (s3c_global_init() < 0)
 		return sealvm_err_set(err, -EIO, "CONNECT_FAILED", "cannot start libcurl");
@@ -843,23 +894,53 @@ int s3c_perform(struct s3c *c, const struct s3c_req *r, struct s3c_resp *resp,
 		return -ENOMEM;
 	if (r->out_fd >= 0)
 		start = lseek(r->out_fd, 0, SEEK_CUR);
+	bool resumable = !strcmp(r->method, "GET") && start >= 0;
 	memset(resp, 0, sizeof(*resp));
+	if (r->want_sha256 && r->out_fd >= 0 &&
+	    (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
+		rc = sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+		goto out;
+	}
 	for (unsigned attempt = 0;; attempt++) {
 		struct sealvm_err e = SEALVM_ERR_INIT;
 		bool retry = false;
 
 		s3c_resp_done(resp);
-		rc = attempt_once(c, curl, r, resp, &retry, &e);
-		if (rc == 0 && resp->status >= 200 && resp->status <= 299)
+		rc = attempt_once(c, curl, send, resp, md, kept, start, &retry, &e);
+		if (rc == 0 && resp->status >= 200 && resp->status <= 299) {
+			resp->written += resp->resumed;
 			break;
-		if (rc == 0)
+		}
+		if (rc == 0 && resp->status == 412 && send == &rr) {
+			rc = sealvm_err_set(&e, -ESTALE, "PreconditionFailed",
+					    "the object changed while it was being downloaded (its "
+					    "ETag is no longer %s): download it again",
+					    etag);
+		} else if (rc == 0) {
 			rc = s3c_error_from(resp->status, resp->body, resp->len, resp->request_id,
 					    NULL, &e);
-		/* what went to the output can be rewritten only where it can be sought */
-		if (resp->written > 0) {
+		}
+		/*
+		 * Part of a 2xx answer went to the output: ask for the rest of the same
+		 * object, or (without its ETag, or where the output cannot be sought)
+		 * start over or give up.
+		 */
+		uint64_t have = resp->resumed + resp->written;
+		const char *tag = s3c_resp_header(resp, "ETag");
+		if (have > 0 && !etag[0] && tag)
+			snprintf(etag, sizeof(etag), "%s", tag);
+		if (have > 0 && retry && resumable && etag[0] &&
+		    resume_request(r, have, etag, &rr, range) == 0) {
+			kept = have;
+			send = &rr;
+			log_debug("s3: GET resumes at byte %" PRIu64 " of the answer", kept);
+		} else if (have > 0) {
 			if (start < 0 || lseek(r->out_fd, start, SEEK_SET) < 0 ||
-			    ftruncate(r->out_fd, start) < 0)
+			    ftruncate(r->out_fd, start) < 0 ||
+			    (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1))
 				retry = false;
+			kept = 0;
+			send = r;
 		}
 		if (!retry || attempt >= c->retries) {
 			if (err && !sealvm_err_isset(err))
@@ -870,6 +951,8 @@ int s3c_perform(struct s3c *c, const struct s3c_req *r, struct s3c_resp *resp,
 			  attempt + 1, c->retries);
 		backoff(c, attempt);
 	}
+out:
+	EVP_MD_CTX_free(md);
 	curl_easy_cleanup(curl);
 	if (rc < 0) {
 		/* the caller keeps the status and request id, not the bodies */
@@ -1288,6 +1371,9 @@ int s3c_get_fd(struct s3c *c, const char *bucket, const char *key, int fd,
 			snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64,
 				 o->range->first, o->range->last);
 		s3c_req_header(&r, "range", range);
+		r.has_range = true;
+		r.range_first = o->range->first;
+		r.range_last = o->range->last;
 	}
 	r.want_sha256 = o && o->sha256;
 	r.progress = o ? o->progress : NULL;
@@ -1299,14 +1385,21 @@ int s3c_get_fd(struct s3c *c, const char *bucket, const char *key, int fd,
 	r.progress_total = obj.size;
 	if (r.progress)
 		r.progress(resp.written, resp.written, r.userdata);
-	if (resp.written != obj.size && s3c_resp_header(&resp, "Content-Length")) {
+	/* a resumed answer carried the rest: its length and range say so, ours say the whole */
+	if (resp.written != obj.size + resp.resumed && s3c_resp_header(&resp, "Content-Length")) {
 		s3c_object_done(&obj);
 		rc = sealvm_err_set(err, -EIO, "IncompleteBody",
 				    "the answer carried %" PRIu64 " bytes of %" PRIu64,
-				    resp.written, obj.size);
+				    resp.written, obj.size + resp.resumed);
 		goto out;
 	}
 	obj.size = resp.written;
+	if (resp.resumed && !r.has_range)
+		obj.content_range[0] = 0;
+	else if (resp.resumed && resp.written)
+		snprintf(obj.content_range, sizeof(obj.content_range),
+			 "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, r.range_first,
+			 r.range_first + resp.written - 1, obj.total_size);
 	if (ret_sha256 && r.want_sha256)
 		memcpy(ret_sha256, resp.sha256, 32);
 	if (ret)

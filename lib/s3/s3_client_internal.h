@@ -53,6 +53,14 @@ struct s3c_req {
 	/* answer body: to out_fd when 2xx (out_fd >= 0), else kept in memory */
 	int out_fd;
 	bool want_sha256; /* hash what goes to out_fd */
+	/*
+	 * A GET asked for bytes [range_first, range_last] (has_range; range_last
+	 * UINT64_MAX: to the end). When out_fd can be sought, a retry after part of
+	 * a 2xx answer went to it asks for the rest (Range from where it stopped,
+	 * If-Match the first answer's ETag) instead of starting over.
+	 */
+	bool has_range;
+	uint64_t range_first, range_last;
 	s3c_progress_fn progress;
 	void *userdata;
 	uint64_t progress_base, progress_total;
@@ -86,7 +94,8 @@ struct s3c_resp {
 		char *name, *value;
 	} * hdrs; /* the answer's headers (of the final answer) */
 	size_t n_hdrs;
-	uint64_t written; /* bytes that went to out_fd */
+	uint64_t written; /* bytes that went to out_fd (with those of earlier attempts kept) */
+	uint64_t resumed; /* of which kept from earlier attempts: the answer is the rest (206) */
 	unsigned char sha256[32];
 };
 void s3c_resp_done(struct s3c_resp *r);

@@ -4,7 +4,8 @@
 # token and with HMAC keys: buckets (create, list, show, delete; duplicates and bad names
 # refused), put (small, empty, chunk-boundary sizes, metadata, --sha256; a 100 MiB multipart
 # upload in 5 MiB parts, 4 at a time), get (full and ranged, compared with cmp; --sha256
-# verified; a wrong one leaves no file), head, ls with prefix and delimiter, rm, presigned GET
+# verified; a wrong one leaves no file; a download cut by a proxy resumes with Range and
+# If-Match), head, ls with prefix and delimiter, rm, presigned GET
 # and PUT used with curl, resume after the CLI is killed mid-upload (kill -9; the state file
 # is 0600 and holds no secret; the second run sends only the missing parts), and bad inputs
 # (missing file, bad URIs, unknown region, bad and unsatisfiable ranges, missing keys,
@@ -14,7 +15,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 need curl python3 cmp sha256sum
 [ -x "$SEALVMD" ] || fail "no sealvmd at $SEALVMD"
-trap 'rc=$?; [ -n "${PUTPID:-}" ] && kill -9 $PUTPID 2>/dev/null; [ -n "${DPID:-}" ] && kill -9 $DPID 2>/dev/null; rm -rf "$T"; exit $rc' EXIT
+trap 'rc=$?; [ -n "${PUTPID:-}" ] && kill -9 $PUTPID 2>/dev/null; [ -n "${PXPID:-}" ] && kill -9 $PXPID 2>/dev/null; [ -n "${DPID:-}" ] && kill -9 $DPID 2>/dev/null; rm -rf "$T"; exit $rc' EXIT
 export XDG_CONFIG_HOME="$T/config"
 unset SEALVM_ENDPOINT SEALVM_TOKEN SEALVM_APIKEY_FILE SEALVM_COS_INSTANCE SEALVM_COS_ENDPOINT \
 	AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
@@ -127,6 +128,23 @@ head -c $((12 * 1048576)) /dev/urandom >mid.bin
 S cos put mid.bin "$R/bkt1/mid.bin" "${B[@]}" --part-size 5M --multipart-threshold 5M >/dev/null || fail "bearer multipart"
 S cos get "$R/bkt1/mid.bin" mid.out "${B[@]}" >/dev/null && same_bytes mid.bin mid.out
 pass "multipart: 100 MiB in 21 parts of 5 MiB, 4 in flight, --sha256; full and ranged gets match"
+
+# --- a broken download resumes where it stopped ------------------------------------------------------
+# A proxy cuts the first GET's answer after 30 MiB: the CLI asks for the rest of the same object
+# (Range from the byte it has, If-Match its ETag) and keeps what it has; the SHA-256 covers both.
+/usr/bin/python3 "$HERE/cut_proxy.py" "$S3_PORT" $((30 * 1048576)) proxy.log >proxy.port 2>proxy.err &
+PXPID=$!
+for _ in $(seq 1 50); do [ -s proxy.port ] && break; sleep 0.1; done
+PX="http://127.0.0.1:$(head -1 proxy.port)"
+S cos get "$R/bkt1/big.bin" resumed.out "${H[@]}" --s3-endpoint "$PX" --sha256 "$BIGSHA" >/dev/null ||
+	fail "a cut download: $(cat proxy.log)"
+same_bytes big.bin resumed.out
+grep -q '^GET /bkt1/big.bin HTTP/1.1 range=- ' proxy.log || fail "no first GET: $(cat proxy.log)"
+grep -Eq '^GET /bkt1/big.bin HTTP/1.1 range=bytes=[1-9][0-9]*- if-match="[0-9a-f]+-21"$' proxy.log ||
+	fail "the retry did not ask for the rest: $(cat proxy.log)"
+[ "$(grep -c '^GET /bkt1/big.bin' proxy.log)" = 2 ] || fail "not one resumed GET: $(cat proxy.log)"
+kill $PXPID 2>/dev/null; wait $PXPID 2>/dev/null || true
+pass "a download cut after 30 MiB resumes from where it stopped (Range + If-Match), whole and verified"
 
 # --- ls ---------------------------------------------------------------------------------------------
 for k in a/1 a/2 a/b/3 b/4 c; do S cos put small.bin "$R/bkt2/$k" "${H[@]}" >/dev/null || fail "put $k"; done

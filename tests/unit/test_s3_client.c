@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/sha.h>
 
 #include "sealvm/s3.h"
 #include "sealvm/s3client.h"
@@ -776,6 +778,120 @@ static struct s3c *fake_client(const struct fake *f, bool hmac)
 	"<ListAllMyBucketsResult><Buckets><Bucket><Name>b1</Name><CreationDate>x</CreationDate>"   \
 	"</Bucket></Buckets></ListAllMyBucketsResult>   "
 
+/* An answer of @len bytes of the 100-byte object from @first, cut after @send of them. */
+static char *answer(int status, uint64_t first, size_t len, size_t send, bool range)
+{
+	char cr[80] = "";
+	if (range)
+		snprintf(cr, sizeof(cr), "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/100\r\n",
+			 first, first + len - 1);
+	char *a = malloc(512 + send + 1);
+	int n = snprintf(a, 512,
+			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nETag: \"abc\"\r\n%s"
+			 "Connection: close\r\n\r\n",
+			 status, status == 206 ? "Partial Content" : "OK", len, cr);
+	for (size_t i = 0; i < send; i++)
+		a[n + i] = (char)('a' + (first + i) % 26);
+	a[n + send] = 0;
+	return a;
+}
+
+/* GET into a temp file; its bytes in @got (up to 100), their count as the result. */
+static int get_into(struct s3c *c, const struct s3c_range *range, char got[101],
+		    struct s3c_object *o, unsigned char sha[32], struct sealvm_err *err)
+{
+	char path[] = "/tmp/s3c-resume-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	struct s3c_get_opts go = {.range = range, .sha256 = true};
+	int r = s3c_get_fd(c, "bkt", "obj", fd, &go, o, sha, err);
+	off_t end = lseek(fd, 0, SEEK_END);
+	assert_true(end >= 0 && end <= 100);
+	assert_int_equal(pread(fd, got, (size_t)end, 0), end);
+	got[end] = 0;
+	close(fd);
+	return r < 0 ? r : (int)end;
+}
+
+static void test_get_resumes(void **state)
+{
+	char want[101], got[101];
+	unsigned char sha[32], wsha[32];
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	struct s3c_object o;
+	struct fake f;
+	for (int i = 0; i < 100; i++)
+		want[i] = (char)('a' + i % 26);
+	want[100] = 0;
+	SHA256((unsigned char *)want, 100, wsha);
+
+	/* cut after 40 bytes: the retry asks for bytes 40- of the same ETag, and keeps the 40 */
+	char *cut = answer(200, 0, 100, 40, false), *rest = answer(206, 40, 60, 60, true);
+	const char *const a1[] = {cut, rest};
+	fake_start(&f, a1, 2);
+	struct s3c *c = fake_client(&f, true);
+	assert_int_equal(get_into(c, NULL, got, &o, sha, &err), 100);
+	assert_string_equal(got, want);
+	assert_memory_equal(sha, wsha, 32);
+	assert_int_equal(f.requests, 2);
+	assert_non_null(strcasestr(f.last, "\r\nrange: bytes=40-\r\n"));
+	assert_non_null(strcasestr(f.last, "\r\nif-match: \"abc\"\r\n"));
+	assert_int_equal(o.size, 100);
+	assert_string_equal(o.content_range, "");
+	s3c_object_done(&o);
+	s3c_free(c);
+	fake_stop(&f);
+	free(rest);
+
+	/* a range cut short resumes inside it, and the answer names the whole range */
+	char *rcut = answer(206, 10, 80, 30, true);
+	rest = answer(206, 40, 50, 50, true);
+	const char *const a2[] = {rcut, rest};
+	struct s3c_range rg = {10, 89};
+	fake_start(&f, a2, 2);
+	c = fake_client(&f, false);
+	assert_int_equal(get_into(c, &rg, got, &o, sha, &err), 80);
+	assert_memory_equal(got, want + 10, 80);
+	assert_non_null(strcasestr(f.last, "\r\nrange: bytes=40-89\r\n"));
+	assert_string_equal(o.content_range, "bytes 10-89/100");
+	assert_int_equal(o.size, 80);
+	s3c_object_done(&o);
+	s3c_free(c);
+	fake_stop(&f);
+	free(rcut);
+	free(rest);
+
+	/* the object changed meanwhile (412): an error that says so, and nothing kept */
+	const char *const a3[] = {
+		cut,
+		"HTTP/1.1 412 Precondition Failed\r\nContent-Length: 66\r\nConnection: close\r\n\r\n"
+		"<Error><Code>PreconditionFailed</Code><Message>x</Message></Error>"};
+	fake_start(&f, a3, 2);
+	c = fake_client(&f, true);
+	assert_int_equal(get_into(c, NULL, got, &o, sha, &err), -ESTALE);
+	assert_string_equal(err.reason, "PreconditionFailed");
+	assert_non_null(strstr(err.message, "changed"));
+	assert_string_equal(got, "");
+	s3c_free(c);
+	fake_stop(&f);
+
+	/* a server that ignores the Range sends it all again: the output starts over */
+	char *all = answer(200, 0, 100, 100, false);
+	const char *const a4[] = {cut, all};
+	fake_start(&f, a4, 2);
+	c = fake_client(&f, true);
+	sealvm_err_clear(&err);
+	assert_int_equal(get_into(c, NULL, got, &o, sha, &err), 100);
+	assert_string_equal(got, want);
+	assert_memory_equal(sha, wsha, 32);
+	s3c_object_done(&o);
+	s3c_free(c);
+	fake_stop(&f);
+	free(all);
+	free(cut);
+}
+
 static void test_retries(void **state)
 {
 	static const char *const flaky[] = {BUSY, BUSY, BUCKETS};
@@ -906,6 +1022,7 @@ int main(void)
 		cmocka_unit_test(test_xml_reader),
 		cmocka_unit_test(test_state_file),
 		cmocka_unit_test(test_retries),
+		cmocka_unit_test(test_get_resumes),
 		cmocka_unit_test(test_put_on_the_wire),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
