@@ -25,7 +25,7 @@
 /* Writes reach the disk in pieces of at least this much. */
 #define COS_IO_CHUNK (1u << 20)
 /* Plaintext buffers of COS_IO_CHUNK a writer fills and its helper absorbs (at least 2). */
-#define COS_WRITER_BUFS 3u
+#define COS_WRITER_BUFS 2u
 
 /* SSE-KP segment format (cos_sse.c). */
 #define COS_SSE_SEG 65536u /* plaintext bytes per segment (the last may be shorter) */
