@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "sealvm/audit.h"
+#include "sealvm/bound.h"
 #include "sealvm/file.h"
 #include "sealvm/log.h"
 #include "sealvm/migrations.h"
@@ -165,4 +166,6 @@ void sealvmd_close(struct sealvmd *d)
 	d->iam = NULL;
 	d->db = NULL;
 	d->chain_key = d->master = NULL;
+	sealvm_bound_free(d->unauth_bound);
+	d->unauth_bound = NULL;
 }

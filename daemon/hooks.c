@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "sealvm/audit.h"
+#include "sealvm/bound.h"
 #include "sealvm/log.h"
 
 #include "sealvmd.h"
@@ -136,95 +137,48 @@ static int audit_write(struct audit_job *j, struct sealvm_err *err)
  * that source is next seen in a later window. So a flood of bad requests
  * cannot fill the disk, nor stop the service through fail-closed audit.
  */
-#define AGG_SLOTS 1024
 
-struct agg_slot {
-	char source[48];
-	int64_t window; /* window number (time / window length) */
-	unsigned count; /* events of this window so far */
-	unsigned suppressed;
-};
-
-static struct agg_slot agg[AGG_SLOTS];
-static pthread_mutex_t agg_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static unsigned agg_hash(const char *s)
+/* Records @due (a count of requests the bound left out) as one aggregate event. */
+static int write_aggregate(struct sealvmd *d, const struct sealvm_bound_count *due,
+			   const char *correlation_id, struct sealvm_err *err)
 {
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % AGG_SLOTS;
+	struct audit_job a = {.d = d};
+	json_t *data = NULL;
+	audit_aggregate_event(due, 401, "api", &a.ev, &data);
+	a.ev.correlation_id = correlation_id;
+	int r = audit_write(&a, err);
+	json_decref(data);
+	return r;
 }
 
-/*
- * Decides for one operator-trail event: true = record it. *ret_flush gets the
- * number suppressed in the source's previous window (to be recorded now) and
- * *ret_window that window's number.
- */
-static bool agg_admit(const struct sealvmd_config *cfg, const char *source, unsigned *ret_flush,
-		      int64_t *ret_window)
+static void drain_one(const struct sealvm_bound_count *due, void *arg)
 {
-	int64_t w = (int64_t)time(NULL) / (cfg->audit_window_s ? cfg->audit_window_s : 60);
-	struct agg_slot *s;
-	bool admit;
+	struct sealvm_err e = SEALVM_ERR_INIT;
+	if (write_aggregate(arg, due, NULL, &e) < 0)
+		log_error("audit: cannot record %u unauthenticated requests from %s: %s",
+			  due->suppressed, due->source, e.message);
+}
 
-	pthread_mutex_lock(&agg_lock);
-	s = &agg[agg_hash(source)];
-	*ret_flush = 0;
-	if (strcmp(s->source, source) != 0 || s->window != w) {
-		if (strcmp(s->source, source) == 0 && s->suppressed) {
-			*ret_flush = s->suppressed;
-			*ret_window = s->window;
-		}
-		/* A colliding source takes the slot over; its old count is dropped with it. */
-		snprintf(s->source, sizeof(s->source), "%s", source);
-		s->window = w;
-		s->count = 0;
-		s->suppressed = 0;
-	}
-	admit = s->count < cfg->audit_unauthenticated_max;
-	if (admit)
-		s->count++;
-	else
-		s->suppressed++;
-	pthread_mutex_unlock(&agg_lock);
-	return admit;
+void sealvmd_hooks_drain(struct sealvmd *d)
+{
+	if (d->unauth_bound)
+		sealvm_bound_drain(d->unauth_bound, drain_one, d);
 }
 
 static int hook_audit(struct http_request *req, int status, const struct sealvm_err *failure,
 		      void *ctx, struct sealvm_err *err)
 {
 	struct audit_job j = {.d = ctx};
-	unsigned flush = 0;
-	int64_t window = 0;
 	int r;
 
 	event_from(req, status, failure, &j.ev);
-	if (!j.ev.account_id) {
+	if (!j.ev.account_id && j.d->unauth_bound) {
 		const char *src = http_request_remote(req) ? http_request_remote(req) : "-";
-		bool admit = agg_admit(j.d->cfg, src, &flush, &window);
-		if (flush) {
-			struct audit_job a = {.d = j.d};
-			json_t *data = json_pack(
-				"{s:s, s:I, s:I, s:i}", "source", src, "window_start",
-				(json_int_t)window *
-					(j.d->cfg->audit_window_s ? j.d->cfg->audit_window_s : 60),
-				"suppressed", (json_int_t)flush, "window_s",
-				(int)(j.d->cfg->audit_window_s ? j.d->cfg->audit_window_s : 60));
-			a.ev.action = "sealvm.unauthenticated-requests.aggregate";
-			a.ev.outcome = AUDIT_FAILURE;
-			a.ev.status = 401;
-			a.ev.reason_type = "Unauthorized";
-			a.ev.failure =
-				"requests without valid credentials, counted instead of recorded one by one";
-			a.ev.host_address = src;
-			a.ev.correlation_id = http_request_id(req);
-			a.ev.request_data = data;
-			r = audit_write(&a, err);
-			json_decref(data);
-			if (r < 0)
-				return r;
-		}
+		struct sealvm_bound_count due;
+		bool admit = sealvm_bound_admit(j.d->unauth_bound, src, &due);
+		if (due.suppressed &&
+		    (r = write_aggregate(j.d, &due, http_request_id(req), err)) < 0)
+			return r;
 		if (!admit)
 			return 0;
 	}
@@ -253,6 +207,16 @@ void sealvmd_hooks(struct sealvmd *d, struct http_hooks *ret)
 	ret->audit = hook_audit;
 	ret->audit_in_job = hook_audit_in_job;
 	ret->ctx = d;
+	/*
+	 * Requests that belong to no account (failed authentication, unknown routes
+	 * without a token) go to the operator's trail, bounded per source address and
+	 * window (bound.h), so that a flood of bad requests cannot fill the disk nor
+	 * stop the service through fail-closed audit. Without memory for the table,
+	 * every such request is recorded.
+	 */
+	if (!d->unauth_bound && sealvm_bound_new(d->cfg->audit_unauthenticated_max,
+						 d->cfg->audit_window_s, &d->unauth_bound) < 0)
+		log_warning("audit: no memory to bound unauthenticated requests; recording each");
 }
 
 /* ---- /healthz -------------------------------------------------------------------------- */

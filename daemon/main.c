@@ -167,6 +167,19 @@ fail:
 }
 
 /* Starts object storage and its S3 listener (unless s3_listen is "none"). */
+
+/*
+ * Both listeners' limits: the access log bounds the lines of requests that
+ * fail without credentials as the audit trail bounds their events (the same
+ * count per source address and window).
+ */
+static struct http_limits listener_limits(const struct sealvmd_config *cfg)
+{
+	struct http_limits lim = cfg->limits;
+	lim.unauth_max = cfg->audit_unauthenticated_max;
+	lim.unauth_window_s = cfg->audit_window_s;
+	return lim;
+}
 static int start_cos(struct sealvmd *d, struct sealvm_err *err)
 {
 	const struct sealvmd_config *cfg = d->cfg;
@@ -187,7 +200,7 @@ static int start_cos(struct sealvmd *d, struct sealvm_err *err)
 	cc.tls_key = cfg->tls_key;
 	cc.insecure_listen = cfg->insecure_listen;
 	cc.access_log = cfg->access_log;
-	cc.limits = cfg->limits;
+	cc.limits = listener_limits(cfg);
 	cc.upload_max_age_s = cfg->cos_upload_max_age_s;
 	cc.upload_sweep_interval_s = cfg->cos_upload_sweep_interval_s;
 	int r = cos_new(&deps, &cc, &d->cos, err);
@@ -253,7 +266,7 @@ static int serve(struct sealvmd_config *cfg)
 		.tls_cert = cfg->tls_cert,
 		.tls_key = cfg->tls_key,
 		.insecure_listen = cfg->insecure_listen,
-		.limits = cfg->limits,
+		.limits = listener_limits(cfg),
 		.services = svc,
 		.n_services = ELEMENTSOF(svc),
 		.access_log = cfg->access_log,
@@ -289,6 +302,7 @@ static int serve(struct sealvmd_config *cfg)
 	log_notice("signal %d: stopping (finishing requests in flight)", sig);
 	http_server_stop(srv);
 	stop_cos(&d);
+	sealvmd_hooks_drain(&d);
 	audit_retention_free(retention);
 	sealvmd_close(&d);
 	log_notice("stopped");

@@ -72,6 +72,7 @@ struct sealvmd {
 	struct kms *kms;
 	struct cos *cos;  /* serve only: object storage and its S3 listener */
 	char s3_url[300]; /* what GET /v2/endpoints names for the region ("" without S3) */
+	struct sealvm_bound *unauth_bound; /* serve only: the operator trail's bound (hooks) */
 };
 
 /* Opens the data dir: checks its mode, loads the master key, opens the database (migrations). */
@@ -80,6 +81,8 @@ void sealvmd_close(struct sealvmd *d);
 
 /* The ladder's hooks: identity for authn/authz, the audit chain for events. */
 void sealvmd_hooks(struct sealvmd *d, struct http_hooks *ret);
+/* Records what the bound on unauthenticated requests still counts (at a stop). */
+void sealvmd_hooks_drain(struct sealvmd *d);
 
 /* /healthz */
 const struct http_service *sealvmd_health_service(void);

@@ -87,6 +87,18 @@ struct audit_event {
  */
 json_t *audit_event_json(const struct audit_event *ev);
 
+struct sealvm_bound_count;
+/*
+ * The operator-trail event that records as one the failed unauthenticated
+ * requests a bound (sealvm_bound) counted instead of recording: action
+ * sealvm.unauthenticated-requests.aggregate, outcome failure, @status (401 on
+ * the API, 403 on S3), @listener ("api", "s3"). Its request data — a new
+ * reference in *@ret_data, to release after the write — gives the source, the
+ * window and the count.
+ */
+void audit_aggregate_event(const struct sealvm_bound_count *due, int status, const char *listener,
+			   struct audit_event *ev, json_t **ret_data);
+
 /*
  * Appends @ev to the chain, on @conn, inside the caller's transaction (its
  * write job's savepoint; -EINVAL AUDIT_NO_TRANSACTION in autocommit mode).

@@ -203,6 +203,14 @@ struct http_limits {
 	unsigned connection_timeout_s; /* 0 = 30 */
 	size_t max_header_bytes;       /* 0 = 16 KiB */
 	unsigned threads;	       /* 0 = online CPUs */
+	/*
+	 * Requests that fail without credentials, per source address and window:
+	 * beyond unauth_max their access-log lines (http_access_log) — and on the
+	 * S3 listener their operator-trail events — are counted, and the count is
+	 * written as one line (one aggregate event). 0 = 100, 60 s.
+	 */
+	unsigned unauth_max;
+	unsigned unauth_window_s;
 };
 
 struct http_server_config {

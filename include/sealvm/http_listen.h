@@ -60,6 +60,16 @@ void http_limits_defaults(struct http_limits *lim, unsigned threads);
  */
 int http_listener_start(const struct http_listener_config *cfg, struct http_listener **ret,
 			struct sealvm_err *err);
+/*
+ * Writes one access line (log level notice). A @bounded line — a request that
+ * failed without credentials — is written only up to limits.unauth_max
+ * times per source address and window of limits.unauth_window_s; the rest
+ * are counted, and the count is written as one "access suppressed=N" line when
+ * that source shows up in a later window, or when the listener stops. So a
+ * flood of bad requests cannot fill the disk through the log.
+ */
+void http_access_log(struct http_listener *l, const char *source, bool bounded, const char *fmt,
+		     ...) __attribute__((format(printf, 4, 5)));
 /* The port bound (for port 0). */
 uint16_t http_listener_port(const struct http_listener *l);
 /* The limits in force (defaults filled). */

@@ -9,6 +9,7 @@
 #ifndef SEALVM_LOG_H
 #define SEALVM_LOG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include "sealvm/macro.h"
@@ -29,6 +30,7 @@ enum sealvm_log_level sealvm_log_get_level(void);
 void sealvm_log_set_timestamps(bool on);
 
 void sealvm_log(enum sealvm_log_level level, const char *fmt, ...) _printf_(2, 3);
+void sealvm_vlog(enum sealvm_log_level level, const char *fmt, va_list ap) _printf_(2, 0);
 
 #define log_error(...) sealvm_log(SEALVM_LOG_ERROR, __VA_ARGS__)
 #define log_warning(...) sealvm_log(SEALVM_LOG_WARNING, __VA_ARGS__)

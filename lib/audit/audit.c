@@ -28,6 +28,7 @@
 #include <openssl/params.h>
 
 #include "sealvm/audit.h"
+#include "sealvm/bound.h"
 
 #include "audit_internal.h"
 
@@ -1215,4 +1216,22 @@ int audit_verify(sqlite3 *conn, const unsigned char *chain_key, int64_t checkpoi
 	}
 	ret->ok = true;
 	return 0;
+}
+
+void audit_aggregate_event(const struct sealvm_bound_count *due, int status, const char *listener,
+			   struct audit_event *ev, json_t **ret_data)
+{
+	*ret_data = json_pack("{s:s, s:s, s:I, s:i, s:i}", "listener", listener, "source",
+			      due->source, "window_start", (json_int_t)due->window_start,
+			      "window_s", (int)due->window_s, "suppressed", (int)due->suppressed);
+	*ev = (struct audit_event){
+		.action = "sealvm.unauthenticated-requests.aggregate",
+		.outcome = AUDIT_FAILURE,
+		.status = status,
+		.reason_type = status == 401 ? "Unauthorized" : "Forbidden",
+		.failure = "requests without valid credentials, counted instead of recorded one by "
+			   "one",
+		.host_address = due->source,
+		.request_data = *ret_data,
+	};
 }

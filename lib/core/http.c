@@ -236,7 +236,9 @@ static void access_log(const struct http_request *req, enum MHD_RequestTerminati
 		snprintf(status, sizeof(status), "-");
 
 	/* The path only: a query may carry a presigned signature. */
-	log_notice(
+	bool unauth_failure = !req->authenticated && (!req->responded || req->status >= 400);
+	http_access_log(
+		req->srv->listener, req->remote[0] ? req->remote : "-", unauth_failure,
 		"access id=%s remote=%s method=%s path=%.512s status=%s bytes=%zu ms=%lld.%03lld "
 		"principal=%s%s%s",
 		req->id[0] ? req->id : "-", req->remote[0] ? req->remote : "-",

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sealvm/bound.h"
 #include "sealvm/file.h"
 #include "sealvm/http_listen.h"
 #include "sealvm/log.h"
@@ -28,6 +29,8 @@
 #define HTTP_DEFAULT_MAX_CONNECTIONS 1024u
 #define HTTP_DEFAULT_MAX_PER_IP 256u
 #define HTTP_DEFAULT_TIMEOUT_S 30u
+#define HTTP_DEFAULT_UNAUTH_LOG_MAX 100u
+#define HTTP_DEFAULT_UNAUTH_LOG_WINDOW_S 60u
 #define HTTP_DEFAULT_MAX_HEADER_BYTES ((size_t)16 * 1024)
 #define HTTP_MIN_HEADER_BYTES ((size_t)4 * 1024)
 #define HTTP_TLS_FILE_MAX ((size_t)1024 * 1024)
@@ -50,6 +53,7 @@ struct http_listener {
 	atomic_bool stopping;
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
+	struct sealvm_bound *log_bound; /* access lines of unauthenticated failures */
 };
 
 void http_limits_defaults(struct http_limits *lim, unsigned threads)
@@ -70,6 +74,36 @@ void http_limits_defaults(struct http_limits *lim, unsigned threads)
 		lim->threads = n > 0 ? (unsigned)MIN(n, 256) : 1;
 	}
 	lim->max_connections = MAX(lim->max_connections, lim->threads);
+	if (!lim->unauth_max)
+		lim->unauth_max = HTTP_DEFAULT_UNAUTH_LOG_MAX;
+	if (!lim->unauth_window_s)
+		lim->unauth_window_s = HTTP_DEFAULT_UNAUTH_LOG_WINDOW_S;
+}
+
+static void log_suppressed(const struct sealvm_bound_count *due, void *arg)
+{
+	const struct http_listener *l = arg;
+	log_notice("%s access suppressed=%u remote=%s window_start=%lld window_s=%u (requests that "
+		   "failed without credentials, beyond %u a window, counted instead of logged)",
+		   l->what, due->suppressed, due->source, (long long)due->window_start,
+		   due->window_s, l->limits.unauth_max);
+}
+
+void http_access_log(struct http_listener *l, const char *source, bool bounded, const char *fmt,
+		     ...)
+{
+	if (bounded && l && l->log_bound) {
+		struct sealvm_bound_count due;
+		bool admit = sealvm_bound_admit(l->log_bound, source, &due);
+		if (due.suppressed)
+			log_suppressed(&due, l);
+		if (!admit)
+			return;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	sealvm_vlog(SEALVM_LOG_NOTICE, fmt, ap);
+	va_end(ap);
 }
 
 static _printf_(2, 0) void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -249,6 +283,7 @@ static void listener_free(struct http_listener *l)
 	sealvm_secret_free(l->tls_key);
 	pthread_cond_destroy(&l->idle);
 	pthread_mutex_destroy(&l->lock);
+	sealvm_bound_free(l->log_bound);
 	free(l);
 }
 
@@ -288,6 +323,9 @@ int http_listener_start(const struct http_listener_config *cfg, struct http_list
 	snprintf(l->what, sizeof(l->what), "%s", cfg->what ? cfg->what : "http");
 	l->limits = cfg->limits;
 	http_limits_defaults(&l->limits, 0);
+	if (sealvm_bound_new(l->limits.unauth_max, l->limits.unauth_window_s,
+			     &l->log_bound) < 0)
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
 	l->uri = cfg->uri;
 	l->completed = cfg->completed;
 	l->cls = cfg->cls;
@@ -414,5 +452,8 @@ void http_listener_stop(struct http_listener *l)
 		log_warning("%s: stopping with %u request(s) still in flight", l->what,
 			    atomic_load(&l->in_flight));
 	MHD_stop_daemon(l->daemon);
+	/* what the bound left out since the last line of each source */
+	if (l->log_bound)
+		sealvm_bound_drain(l->log_bound, log_suppressed, l);
 	listener_free(l);
 }

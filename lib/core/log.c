@@ -40,10 +40,17 @@ void sealvm_log_set_timestamps(bool on)
 
 void sealvm_log(enum sealvm_log_level level, const char *fmt, ...)
 {
+	va_list ap;
+	va_start(ap, fmt);
+	sealvm_vlog(level, fmt, ap);
+	va_end(ap);
+}
+
+void sealvm_vlog(enum sealvm_log_level level, const char *fmt, va_list ap)
+{
 	static const char *const names[] = {"error", "warning", "notice", "info", "debug"};
 	char line[2048];
 	size_t n = 0;
-	va_list ap;
 
 	if (level > log_level)
 		return;
@@ -59,9 +66,7 @@ void sealvm_log(enum sealvm_log_level level, const char *fmt, ...)
 	int r = snprintf(line + n, sizeof(line) - n, "%s: %s: ", log_ident, names[level]);
 	if (r > 0)
 		n = MIN(n + (size_t)r, sizeof(line) - 1);
-	va_start(ap, fmt);
 	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	va_end(ap);
 	if (r > 0)
 		n = MIN(n + (size_t)r, sizeof(line) - 2);
 	/* Control characters from untrusted input must not forge log lines. */

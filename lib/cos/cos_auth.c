@@ -16,7 +16,6 @@
  * message only.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +27,6 @@
 #include "sealvm/rc.h"
 
 #include "cos_front.h"
-
-/* Unauthenticated failure events per second recorded in the operator's trail. */
-#define COS_ANON_EVENTS_PER_S 20u
 
 /* ---- authentication -------------------------------------------------------------------------- */
 
@@ -261,38 +257,15 @@ void cos_event(struct cos_req *req, int status, const struct sealvm_err *failure
 	ev->data_event = oi->data_event;
 }
 
-/* Bounds the unauthenticated failures recorded per second (the operator's trail). */
-static bool anon_admit(void)
-{
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	static time_t window;
-	static unsigned count, suppressed;
-	time_t now = time(NULL);
-	bool ok;
-	pthread_mutex_lock(&lock);
-	if (now != window) {
-		if (suppressed)
-			log_warning("s3: %u unauthenticated failure event(s) not recorded "
-				    "(over %u per second)",
-				    suppressed, COS_ANON_EVENTS_PER_S);
-		window = now;
-		count = 0;
-		suppressed = 0;
-	}
-	ok = count < COS_ANON_EVENTS_PER_S;
-	if (ok)
-		count++;
-	else
-		suppressed++;
-	pthread_mutex_unlock(&lock);
-	return ok;
-}
-
 int cos_audit_request(struct cos_req *req, int status, const struct sealvm_err *failure,
 		      struct sealvm_err *err)
 {
-	if (!req->authenticated && status >= 400 && !anon_admit())
-		return 0;
+	/* the operator's trail, bounded per source and window (a count beyond it) */
+	if (!req->authenticated && status >= 400) {
+		int admit = cos_front_unauth_admit(req, err);
+		if (admit <= 0)
+			return admit;
+	}
 	struct audit_event ev;
 	cos_event(req, status, failure, &ev);
 	return cos_audit(req->c, &ev, err);

@@ -254,6 +254,13 @@ int cos_authorize_bucket(struct cos_req *req, const struct cos_bucket *b, const 
  */
 void cos_event(struct cos_req *req, int status, const struct sealvm_err *failure,
 	       struct audit_event *ev);
+/*
+ * Whether an unauthenticated failure of @req is recorded one by one (1) or only
+ * counted (0) — per source address and window, as on the API listener; a count
+ * due from an earlier window is recorded first as one aggregate event. Negative
+ * errno when that cannot be written.
+ */
+int cos_front_unauth_admit(struct cos_req *req, struct sealvm_err *err);
 /* Records a failure (or read) event now (cos_audit). -EIO when it cannot be written. */
 int cos_audit_request(struct cos_req *req, int status, const struct sealvm_err *failure,
 		      struct sealvm_err *err);

@@ -28,7 +28,9 @@
 
 #include <openssl/rand.h>
 
+#include "sealvm/audit.h"
 #include "sealvm/b64.h"
+#include "sealvm/bound.h"
 #include "sealvm/http_listen.h"
 #include "sealvm/log.h"
 #include "sealvm/macro.h"
@@ -45,6 +47,7 @@
 struct cos_front {
 	struct cos *c;
 	struct http_listener *listener;
+	struct sealvm_bound *unauth_bound; /* operator-trail events of unauthenticated failures */
 };
 
 /* ---- the operation table --------------------------------------------------------------------- */
@@ -1433,14 +1436,16 @@ static void access_log(const struct cos_req *req, enum MHD_RequestTerminationCod
 	else
 		snprintf(status, sizeof(status), "-");
 	/* The path only: the query may carry a presigned signature. */
-	log_notice("s3 access id=%s remote=%s method=%s path=%.512s op=%s status=%s bytes=%llu "
-		   "ms=%lld.%03lld principal=%s%s%s",
-		   req->id, req->remote[0] ? req->remote : "-", req->method ? req->method : "-",
-		   req->path, cos_op_info(req->op)->name, status,
-		   (unsigned long long)req->bytes_out, us / 1000, us % 1000,
-		   req->authenticated ? req->principal.iam_id : "-",
-		   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " end=",
-		   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : http_termination_name(toe));
+	bool unauth_failure = !req->authenticated && (!req->responded || req->status >= 400);
+	http_access_log(
+		req->front->listener, req->remote[0] ? req->remote : "-", unauth_failure,
+		"s3 access id=%s remote=%s method=%s path=%.512s op=%s status=%s bytes=%llu "
+		"ms=%lld.%03lld principal=%s%s%s",
+		req->id, req->remote[0] ? req->remote : "-", req->method ? req->method : "-",
+		req->path, cos_op_info(req->op)->name, status, (unsigned long long)req->bytes_out,
+		us / 1000, us % 1000, req->authenticated ? req->principal.iam_id : "-",
+		toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " end=",
+		toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : http_termination_name(toe));
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -1505,13 +1510,53 @@ int cos_front_start(struct cos *c, struct sealvm_err *err)
 		.uri = on_uri,
 		.cls = f,
 	};
-	int r = http_listener_start(&lc, &f->listener, err);
+	int r = sealvm_bound_new(lim.unauth_max, lim.unauth_window_s, &f->unauth_bound);
 	if (r < 0) {
+		free(f);
+		return sealvm_err_set(err, -ENOMEM, "NO_MEMORY", "out of memory");
+	}
+	r = http_listener_start(&lc, &f->listener, err);
+	if (r < 0) {
+		sealvm_bound_free(f->unauth_bound);
 		free(f);
 		return r;
 	}
 	c->front = f;
 	return 0;
+}
+
+/* Records @due (unauthenticated failures the bound counted) as one aggregate event. */
+static int write_aggregate(struct cos *c, const struct sealvm_bound_count *due, const char *id,
+			   struct sealvm_err *err)
+{
+	struct audit_event ev;
+	json_t *data = NULL;
+	audit_aggregate_event(due, 403, "s3", &ev, &data);
+	ev.correlation_id = id;
+	int r = cos_audit(c, &ev, err);
+	json_decref(data);
+	return r;
+}
+
+int cos_front_unauth_admit(struct cos_req *req, struct sealvm_err *err)
+{
+	struct sealvm_bound_count due;
+	bool admit = sealvm_bound_admit(req->front->unauth_bound,
+					req->remote[0] ? req->remote : "-", &due);
+	if (due.suppressed) {
+		int r = write_aggregate(req->c, &due, req->id, err);
+		if (r < 0)
+			return r;
+	}
+	return admit;
+}
+
+static void drain_one(const struct sealvm_bound_count *due, void *arg)
+{
+	struct sealvm_err e = SEALVM_ERR_INIT;
+	if (write_aggregate(arg, due, NULL, &e) < 0)
+		log_error("s3: cannot record %u unauthenticated requests from %s: %s",
+			  due->suppressed, due->source, e.message);
 }
 
 void cos_front_stop(struct cos *c)
@@ -1520,6 +1565,8 @@ void cos_front_stop(struct cos *c)
 	if (!f)
 		return;
 	http_listener_stop(f->listener);
+	sealvm_bound_drain(f->unauth_bound, drain_one, c);
+	sealvm_bound_free(f->unauth_bound);
 	c->front = NULL;
 	free(f);
 }
