@@ -323,8 +323,7 @@ int http_listener_start(const struct http_listener_config *cfg, struct http_list
 	snprintf(l->what, sizeof(l->what), "%s", cfg->what ? cfg->what : "http");
 	l->limits = cfg->limits;
 	http_limits_defaults(&l->limits, 0);
-	if (sealvm_bound_new(l->limits.unauth_max, l->limits.unauth_window_s,
-			     &l->log_bound) < 0)
+	if (sealvm_bound_new(l->limits.unauth_max, l->limits.unauth_window_s, &l->log_bound) < 0)
 		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
 	l->uri = cfg->uri;
 	l->completed = cfg->completed;
