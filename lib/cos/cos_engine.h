@@ -35,6 +35,9 @@
 #define COS_DEK_LEN 32u
 
 /* The engine's own state, in c->sweeper from cos_fs_open to cos_fs_close. */
+#define COS_PIN_BUCKETS 256u
+struct cos_pin;
+
 struct cos_engine {
 	int64_t start_ms; /* the service's start: older unnamed files are a crash's leftovers */
 	bool tmpfile;	  /* O_TMPFILE works under <root>/tmp */
@@ -45,6 +48,14 @@ struct cos_engine {
 	pthread_t thread;
 	bool running;
 	bool stop;
+	/*
+	 * Data files that open readers will still open (beyond the fds they hold):
+	 * an overwrite or delete that drops one marks it doomed instead of
+	 * unlinking it, and the last reader to let go unlinks it (pin_lock).
+	 */
+	pthread_mutex_t pin_lock;
+	struct cos_pin *pins[COS_PIN_BUCKETS];
+	unsigned reader_eager_fds; /* extents a reader opens at once (64; tests lower it) */
 };
 
 static inline struct cos_engine *cos_engine(const struct cos *c)
@@ -177,8 +188,19 @@ int cos_tmp_name(struct cos *c, struct cos_tmp *t, char ret_file[COS_FILE_MAX],
 void cos_tmp_drop(struct cos *c, struct cos_tmp *t);
 /* Opens a data file read-only. */
 int cos_data_open(struct cos *c, const char *file, int *ret_fd);
-/* Removes data files (failures are logged: the orphan sweep retries). */
+/*
+ * Removes data files (failures are logged: the orphan sweep retries). A file
+ * an open reader has pinned is only marked: its last unpin removes it.
+ */
 void cos_data_unlink(struct cos *c, const struct cos_files *f);
+struct cos_extent;
+/*
+ * Pins the files of @ext[0, @n) for a reader that will open them later, then
+ * checks they still exist: -EAGAIN (nothing pinned) when one went meanwhile
+ * (the object was replaced between the row's read and the pin: read it again).
+ */
+int cos_data_pin(struct cos *c, const struct cos_extent *ext, size_t n, struct sealvm_err *err);
+void cos_data_unpin(struct cos *c, const struct cos_extent *ext, size_t n);
 /* Removes the data files no row names whose mtime is before @before_ms. */
 int cos_orphan_sweep(struct cos *c, int64_t before_ms, unsigned *ret_n, struct sealvm_err *err);
 

@@ -92,6 +92,8 @@ static int empty_dir(int fd, unsigned *ret_n)
 	return 0;
 }
 
+static void pins_free(struct cos_engine *e);
+
 int cos_fs_open(struct cos *c, struct sealvm_err *err)
 {
 	struct cos_engine *e = calloc(1, sizeof(*e));
@@ -100,7 +102,9 @@ int cos_fs_open(struct cos *c, struct sealvm_err *err)
 	e->start_ms = cos_now_ms();
 	e->tmp_fd = e->data_fd = -1;
 	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_init(&e->pin_lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
+	e->reader_eager_fds = 64;
 	c->sweeper = e;
 
 	if (mkdir(c->root, 0700) < 0 && errno != EEXIST)
@@ -159,6 +163,7 @@ void cos_fs_close(struct cos *c)
 	struct cos_engine *e = cos_engine(c);
 	if (!e)
 		return;
+	pins_free(e); /* readers are gone: what they kept pinned and doomed goes now */
 	if (e->tmp_fd >= 0)
 		close(e->tmp_fd);
 	if (e->data_fd >= 0)
@@ -168,6 +173,7 @@ void cos_fs_close(struct cos *c)
 	c->root_fd = -1;
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->pin_lock);
 	free(e);
 	c->sweeper = NULL;
 }
@@ -252,12 +258,114 @@ int cos_data_open(struct cos *c, const char *file, int *ret_fd)
 	return 0;
 }
 
+/* ---- pins: files open readers still need ---------------------------------------------------- */
+
+struct cos_pin {
+	struct cos_pin *next;
+	char file[COS_FILE_MAX];
+	unsigned refs;
+	bool doomed; /* no row names it any more: the last unpin removes it */
+};
+
+static struct cos_pin **pin_slot(struct cos_engine *e, const char *file)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = file; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	struct cos_pin **pp = &e->pins[h % COS_PIN_BUCKETS];
+	while (*pp && strcmp((*pp)->file, file) != 0)
+		pp = &(*pp)->next;
+	return pp; /* the pin, or the NULL link where it would go */
+}
+
+static void remove_file(struct cos_engine *e, const char *file)
+{
+	if (unlinkat(e->data_fd, file, 0) < 0 && errno != ENOENT)
+		log_warning("cos: cannot remove data file %s: %m (the orphan sweep will)", file);
+}
+
+static void unpin_locked(struct cos_engine *e, const char *file)
+{
+	struct cos_pin **pp = pin_slot(e, file), *p = *pp;
+	if (!p || --p->refs)
+		return;
+	*pp = p->next;
+	if (p->doomed)
+		remove_file(e, p->file);
+	free(p);
+}
+
+void cos_data_unpin(struct cos *c, const struct cos_extent *ext, size_t n)
+{
+	struct cos_engine *e = cos_engine(c);
+	pthread_mutex_lock(&e->pin_lock);
+	for (size_t i = 0; i < n; i++)
+		unpin_locked(e, ext[i].file);
+	pthread_mutex_unlock(&e->pin_lock);
+}
+
+int cos_data_pin(struct cos *c, const struct cos_extent *ext, size_t n, struct sealvm_err *err)
+{
+	struct cos_engine *e = cos_engine(c);
+	size_t i;
+	int r = 0;
+	pthread_mutex_lock(&e->pin_lock);
+	for (i = 0; i < n; i++) {
+		struct cos_pin **pp = pin_slot(e, ext[i].file);
+		if (!*pp) {
+			struct cos_pin *p = calloc(1, sizeof(*p));
+			if (!p) {
+				r = sealvm_err_set(err, -ENOMEM, "InternalError", "out of memory");
+				break;
+			}
+			snprintf(p->file, sizeof(p->file), "%s", ext[i].file);
+			*pp = p;
+		}
+		(*pp)->refs++;
+		/* pinned before the check: from here on nothing removes it */
+		struct stat st;
+		if (fstatat(e->data_fd, ext[i].file, &st, 0) < 0) {
+			i++;
+			r = -EAGAIN;
+			break;
+		}
+	}
+	if (r < 0)
+		while (i-- > 0)
+			unpin_locked(e, ext[i].file);
+	pthread_mutex_unlock(&e->pin_lock);
+	return r;
+}
+
+static void pins_free(struct cos_engine *e)
+{
+	for (unsigned i = 0; i < COS_PIN_BUCKETS; i++)
+		while (e->pins[i]) {
+			struct cos_pin *p = e->pins[i];
+			e->pins[i] = p->next;
+			if (p->doomed && e->data_fd >= 0)
+				remove_file(e, p->file);
+			free(p);
+		}
+}
+
+static bool pinned_locked(struct cos_engine *e, const char *file)
+{
+	return *pin_slot(e, file) != NULL;
+}
+
 void cos_data_unlink(struct cos *c, const struct cos_files *f)
 {
-	for (size_t i = 0; i < f->n; i++)
-		if (unlinkat(cos_engine(c)->data_fd, f->v[i], 0) < 0 && errno != ENOENT)
-			log_warning("cos: cannot remove data file %s: %m (the orphan sweep will)",
-				    f->v[i]);
+	struct cos_engine *e = cos_engine(c);
+	pthread_mutex_lock(&e->pin_lock);
+	for (size_t i = 0; i < f->n; i++) {
+		struct cos_pin *p = *pin_slot(e, f->v[i]);
+		if (p)
+			p->doomed = true; /* a reader still needs it */
+		else
+			remove_file(e, f->v[i]);
+	}
+	pthread_mutex_unlock(&e->pin_lock);
 }
 
 /* ---- orphans -----------------------------------------------------------------------------------
@@ -311,9 +419,12 @@ int cos_orphan_sweep(struct cos *c, int64_t before_ms, unsigned *ret_n, struct s
 				if (r == 1)
 					continue;
 			}
-			/* Not a data file of ours, or one no row names. */
-			if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			/* Not a data file of ours, or one no row names (and no reader needs). */
+			pthread_mutex_lock(&cos_engine(c)->pin_lock);
+			if (!pinned_locked(cos_engine(c), file) &&
+			    unlinkat(dirfd(d), de->d_name, 0) == 0)
 				n++;
+			pthread_mutex_unlock(&cos_engine(c)->pin_lock);
 			r = 0;
 		}
 		closedir(d);

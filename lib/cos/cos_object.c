@@ -36,9 +36,6 @@
 
 #include "cos_engine.h"
 
-/* Extents of a reader opened (and so kept readable) at open; later ones open on demand. */
-#define READER_EAGER_FDS 64
-
 static void hex(const unsigned char *b, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -984,7 +981,8 @@ struct cos_reader {
 	struct cos_bucket b;
 	struct cos_row row;
 	uint64_t *start; /* plaintext offset of each extent */
-	int *fds;	 /* the first READER_EAGER_FDS extents */
+	int *fds;	 /* the first reader_eager_fds extents (open: readable whatever happens) */
+	bool pinned;	 /* the others are pinned (cos_data_pin) until the reader lets go */
 	size_t n_fds;
 	size_t lazy_ext; /* the one later extent open now */
 	int lazy_fd;
@@ -1006,6 +1004,8 @@ void cos_reader_close(struct cos_reader *r)
 			close(r->fds[i]);
 	if (r->lazy_fd >= 0)
 		close(r->lazy_fd);
+	if (r->pinned)
+		cos_data_unpin(r->c, r->row.ext + r->n_fds, r->row.n_ext - r->n_fds);
 	if (r->sf)
 		for (size_t i = 0; i < r->row.n_ext; i++)
 			cos_sse_file_free(r->sf[i]);
@@ -1037,7 +1037,7 @@ static int reader_load(struct cos_reader *rd, const char *key, struct sealvm_err
 	db_read_end(c->deps.db, conn);
 	if (r < 0)
 		return r;
-	rd->n_fds = MIN(rd->row.n_ext, (size_t)READER_EAGER_FDS);
+	rd->n_fds = MIN(rd->row.n_ext, (size_t)cos_engine(c)->reader_eager_fds);
 	rd->fds = malloc(MAX(rd->n_fds, (size_t)1) * sizeof(int));
 	rd->start = malloc(MAX(rd->row.n_ext, (size_t)1) * sizeof(uint64_t));
 	if (!rd->fds || !rd->start)
@@ -1060,11 +1060,24 @@ static int reader_load(struct cos_reader *rd, const char *key, struct sealvm_err
 			return sealvm_err_set_errno(err, r, "InternalError",
 						    "cannot open object data");
 	}
+	/*
+	 * The rest open on demand: pinned, so that an overwrite or a delete
+	 * committed meanwhile leaves them in place until this reader is done.
+	 */
+	if (rd->row.n_ext > rd->n_fds) {
+		r = cos_data_pin(c, rd->row.ext + rd->n_fds, rd->row.n_ext - rd->n_fds, err);
+		if (r < 0)
+			return r;
+		rd->pinned = true;
+	}
 	return 0;
 }
 
 static void reader_unload(struct cos_reader *rd)
 {
+	if (rd->pinned)
+		cos_data_unpin(rd->c, rd->row.ext + rd->n_fds, rd->row.n_ext - rd->n_fds);
+	rd->pinned = false;
 	for (size_t i = 0; i < rd->n_fds; i++)
 		if (rd->fds[i] >= 0)
 			close(rd->fds[i]);

@@ -1395,6 +1395,67 @@ static void test_writer_pipeline(void **state)
 	free(data);
 }
 
+/* ---- a reader of a many-part object outlives its overwrite
+ * ---------------------------------------
+ */
+
+static void test_reader_pins(void **state)
+{
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	struct cos_bucket b;
+	struct cos_upload up;
+	make_bucket("pins", NULL, &b);
+	/* readers open 2 extents at once; the other 2 of this 4-part object open on demand */
+	cos_engine(svc)->reader_eager_fds = 2;
+	size_t part = COS_PART_MIN, total = 3 * part + 1000;
+	unsigned char *data = malloc(total);
+	RAND_bytes(data, (int)total);
+	unsigned files = data_files();
+	assert_int_equal(cos_upload_create(svc, &owner, &b, "many", NULL, NULL, S3_CHECKSUM_NONE,
+					   NULL, &up, &err),
+			 0);
+	struct s3_part list[4] = {0};
+	for (unsigned i = 0; i < 4; i++) {
+		size_t off = i * part, len = i < 3 ? part : 1000;
+		list[i].number = i + 1;
+		assert_int_equal(put_part(&b, "many", up.upload_id, i + 1, data + off, len, NULL,
+					  list[i].etag, &err),
+				 0);
+	}
+	assert_int_equal(
+		cos_upload_complete(svc, &b, "many", up.upload_id, list, 4, NULL, NULL, &err), 0);
+	assert_int_equal(data_files(), files + 4);
+
+	/* a reader, then the object overwritten and the orphan sweep run (files of any age) */
+	struct cos_object o;
+	struct cos_reader *rd = NULL;
+	assert_int_equal(cos_reader_open(svc, &b, "many", &o, &rd, &err), 0);
+	cos_object_done(&o);
+	assert_int_equal(put(&b, "many", "new", 3, NULL, &err), 0);
+	unsigned n = 0;
+	assert_int_equal(cos_orphan_sweep(svc, INT64_MAX, &n, &err), 0);
+	/* the two pinned files stay (one new file besides): the reader reads the old object whole
+	 */
+	assert_int_equal(data_files(), files + 3);
+	unsigned char *got = malloc(total);
+	assert_int_equal(cos_reader_pread(rd, got, total, 0, &err), (ssize_t)total);
+	assert_memory_equal(got, data, total);
+	/* its last read: the pinned files go with it */
+	cos_reader_close(rd);
+	assert_int_equal(data_files(), files + 1);
+	unsigned char *now = read_range(&b, "many", 0, 3);
+	assert_memory_equal(now, "new", 3);
+	free(now);
+
+	/* deleted while read: the same */
+	assert_int_equal(cos_object_delete(svc, &b, "many", NULL, &err), 0);
+	cos_engine(svc)->reader_eager_fds = 64;
+	assert_int_equal(data_files(), files);
+	assert_int_equal(cos_bucket_delete(svc, "pins", NULL, &err), 0);
+	free(got);
+	free(data);
+}
+
 /* ---- crash recovery ----------------------------------------------------------------------------
  */
 
@@ -1476,6 +1537,7 @@ int main(void)
 		cmocka_unit_test(test_copy),
 		cmocka_unit_test(test_sse),
 		cmocka_unit_test(test_writer_pipeline),
+		cmocka_unit_test(test_reader_pins),
 		cmocka_unit_test(test_recovery),
 		cmocka_unit_test(test_audit_helper),
 	};
