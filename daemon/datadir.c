@@ -166,6 +166,6 @@ void sealvmd_close(struct sealvmd *d)
 	d->iam = NULL;
 	d->db = NULL;
 	d->chain_key = d->master = NULL;
-	sealvm_bound_free(d->unauth_bound);
-	d->unauth_bound = NULL;
+	sealvm_bound_free(d->unauth.bound);
+	d->unauth.bound = NULL;
 }

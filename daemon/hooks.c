@@ -138,31 +138,16 @@ static int audit_write(struct audit_job *j, struct sealvm_err *err)
  * cannot fill the disk, nor stop the service through fail-closed audit.
  */
 
-/* Records @due (a count of requests the bound left out) as one aggregate event. */
-static int write_aggregate(struct sealvmd *d, const struct sealvm_bound_count *due,
-			   const char *correlation_id, struct sealvm_err *err)
+/* The operator trail's write: one event, durably, through the writer. */
+static int write_event(void *ctx, const struct audit_event *ev, struct sealvm_err *err)
 {
-	struct audit_job a = {.d = d};
-	json_t *data = NULL;
-	audit_aggregate_event(due, 401, "api", &a.ev, &data);
-	a.ev.correlation_id = correlation_id;
-	int r = audit_write(&a, err);
-	json_decref(data);
-	return r;
-}
-
-static void drain_one(const struct sealvm_bound_count *due, void *arg)
-{
-	struct sealvm_err e = SEALVM_ERR_INIT;
-	if (write_aggregate(arg, due, NULL, &e) < 0)
-		log_error("audit: cannot record %u unauthenticated requests from %s: %s",
-			  due->suppressed, due->source, e.message);
+	struct audit_job a = {.d = ctx, .ev = *ev};
+	return audit_write(&a, err);
 }
 
 void sealvmd_hooks_drain(struct sealvmd *d)
 {
-	if (d->unauth_bound)
-		sealvm_bound_drain(d->unauth_bound, drain_one, d);
+	audit_unauth_drain(&d->unauth);
 }
 
 static int hook_audit(struct http_request *req, int status, const struct sealvm_err *failure,
@@ -172,15 +157,11 @@ static int hook_audit(struct http_request *req, int status, const struct sealvm_
 	int r;
 
 	event_from(req, status, failure, &j.ev);
-	if (!j.ev.account_id && j.d->unauth_bound) {
+	if (!j.ev.account_id) {
 		const char *src = http_request_remote(req) ? http_request_remote(req) : "-";
-		struct sealvm_bound_count due;
-		bool admit = sealvm_bound_admit(j.d->unauth_bound, src, &due);
-		if (due.suppressed &&
-		    (r = write_aggregate(j.d, &due, http_request_id(req), err)) < 0)
+		r = audit_unauth_admit(&j.d->unauth, src, http_request_id(req), err);
+		if (r <= 0)
 			return r;
-		if (!admit)
-			return 0;
 	}
 	r = audit_write(&j, err);
 	if (r < 0)
@@ -214,8 +195,10 @@ void sealvmd_hooks(struct sealvmd *d, struct http_hooks *ret)
 	 * stop the service through fail-closed audit. Without memory for the table,
 	 * every such request is recorded.
 	 */
-	if (!d->unauth_bound && sealvm_bound_new(d->cfg->audit_unauthenticated_max,
-						 d->cfg->audit_window_s, &d->unauth_bound) < 0)
+	d->unauth = (struct audit_unauth){
+		.status = 401, .listener = "api", .write = write_event, .ctx = d};
+	if (sealvm_bound_new(d->cfg->audit_unauthenticated_max, d->cfg->audit_window_s,
+			     &d->unauth.bound) < 0)
 		log_warning("audit: no memory to bound unauthenticated requests; recording each");
 }
 

@@ -72,7 +72,7 @@ struct sealvmd {
 	struct kms *kms;
 	struct cos *cos;  /* serve only: object storage and its S3 listener */
 	char s3_url[300]; /* what GET /v2/endpoints names for the region ("" without S3) */
-	struct sealvm_bound *unauth_bound; /* serve only: the operator trail's bound (hooks) */
+	struct audit_unauth unauth; /* serve only: the API's bounded operator trail (hooks) */
 };
 
 /* Opens the data dir: checks its mode, loads the master key, opens the database (migrations). */

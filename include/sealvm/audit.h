@@ -87,17 +87,31 @@ struct audit_event {
  */
 json_t *audit_event_json(const struct audit_event *ev);
 
-struct sealvm_bound_count;
+struct sealvm_bound;
 /*
- * The operator-trail event that records as one the failed unauthenticated
- * requests a bound (sealvm_bound) counted instead of recording: action
- * sealvm.unauthenticated-requests.aggregate, outcome failure, @status (401 on
- * the API, 403 on S3), @listener ("api", "s3"). Its request data — a new
- * reference in *@ret_data, to release after the write — gives the source, the
- * window and the count.
+ * The operator's trail of one listener, bounded: requests that fail without
+ * credentials are recorded one by one up to the bound per source and window
+ * (bound.h); the rest are counted, and each count is recorded as one
+ * sealvm.unauthenticated-requests.aggregate event (outcome failure, @status —
+ * 401 on the API, 403 on S3 —, request data: listener, source, window_start,
+ * window_s, suppressed) through the listener's own @write.
  */
-void audit_aggregate_event(const struct sealvm_bound_count *due, int status, const char *listener,
-			   struct audit_event *ev, json_t **ret_data);
+struct audit_unauth {
+	struct sealvm_bound *bound; /* NULL: every request recorded */
+	int status;
+	const char *listener; /* "api", "s3" */
+	int (*write)(void *ctx, const struct audit_event *ev, struct sealvm_err *err);
+	void *ctx;
+};
+/*
+ * One unauthenticated failure from @source: 1 to record it, 0 when it is only
+ * counted. A count due from an earlier window is written first (correlation
+ * id @id); a negative errno when that write fails.
+ */
+int audit_unauth_admit(const struct audit_unauth *u, const char *source, const char *id,
+		       struct sealvm_err *err);
+/* At a stop: writes every count still pending (failures are logged). */
+void audit_unauth_drain(const struct audit_unauth *u);
 
 /*
  * Appends @ev to the chain, on @conn, inside the caller's transaction (its

@@ -10,6 +10,7 @@
 #define SEALVM_MACRO_H
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -62,6 +63,16 @@ static inline void closep(int *fd)
 static inline int negative_errno(void)
 {
 	return errno > 0 ? -errno : -EIO;
+}
+
+/* FNV-1a (64-bit) of @n bytes: for hash tables, never for anything an attacker must not forge. */
+static inline uint64_t sealvm_fnv1a(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
 }
 
 #endif

@@ -29,6 +29,7 @@
 
 #include "sealvm/audit.h"
 #include "sealvm/bound.h"
+#include "sealvm/log.h"
 
 #include "audit_internal.h"
 
@@ -1218,20 +1219,57 @@ int audit_verify(sqlite3 *conn, const unsigned char *chain_key, int64_t checkpoi
 	return 0;
 }
 
-void audit_aggregate_event(const struct sealvm_bound_count *due, int status, const char *listener,
-			   struct audit_event *ev, json_t **ret_data)
+/* Writes @due (what the bound counted for one source and window) as one aggregate event. */
+static int write_aggregate(const struct audit_unauth *u, const struct sealvm_bound_count *due,
+			   const char *id, struct sealvm_err *err)
 {
-	*ret_data = json_pack("{s:s, s:s, s:I, s:i, s:i}", "listener", listener, "source",
-			      due->source, "window_start", (json_int_t)due->window_start,
-			      "window_s", (int)due->window_s, "suppressed", (int)due->suppressed);
-	*ev = (struct audit_event){
+	json_t *data =
+		json_pack("{s:s, s:s, s:I, s:i, s:i}", "listener", u->listener, "source",
+			  due->source, "window_start", (json_int_t)due->window_start, "window_s",
+			  (int)due->window_s, "suppressed", (int)due->suppressed);
+	struct audit_event ev = {
 		.action = "sealvm.unauthenticated-requests.aggregate",
 		.outcome = AUDIT_FAILURE,
-		.status = status,
-		.reason_type = status == 401 ? "Unauthorized" : "Forbidden",
+		.status = u->status,
+		.reason_type = u->status == 401 ? "Unauthorized" : "Forbidden",
 		.failure = "requests without valid credentials, counted instead of recorded one by "
 			   "one",
 		.host_address = due->source,
-		.request_data = *ret_data,
+		.correlation_id = id,
+		.request_data = data,
 	};
+	int r = data ? u->write(u->ctx, &ev, err)
+		     : sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	json_decref(data);
+	return r;
+}
+
+int audit_unauth_admit(const struct audit_unauth *u, const char *source, const char *id,
+		       struct sealvm_err *err)
+{
+	if (!u->bound)
+		return 1;
+	struct sealvm_bound_count due;
+	bool admit = sealvm_bound_admit(u->bound, source, &due);
+	if (due.suppressed) {
+		int r = write_aggregate(u, &due, id, err);
+		if (r < 0)
+			return r;
+	}
+	return admit;
+}
+
+static void drain_one(const struct sealvm_bound_count *due, void *arg)
+{
+	struct sealvm_err e = SEALVM_ERR_INIT;
+	const struct audit_unauth *u = arg;
+	if (write_aggregate(u, due, NULL, &e) < 0)
+		log_error("audit: cannot record %u unauthenticated %s requests from %s: %s",
+			  due->suppressed, u->listener, due->source, e.message);
+}
+
+void audit_unauth_drain(const struct audit_unauth *u)
+{
+	if (u->bound)
+		sealvm_bound_drain(u->bound, drain_one, (void *)u);
 }

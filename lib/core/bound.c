@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "sealvm/bound.h"
+#include "sealvm/macro.h"
 
 #define BOUND_SLOTS 1024u
 
@@ -65,9 +66,7 @@ bool sealvm_bound_admit(struct sealvm_bound *b, const char *source,
 			struct sealvm_bound_count *ret_due)
 {
 	int64_t w = (int64_t)time(NULL) / b->window_s;
-	uint32_t h = 2166136261u;
-	for (const char *p = source; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
+	uint64_t h = sealvm_fnv1a(source, strlen(source));
 
 	memset(ret_due, 0, sizeof(*ret_due));
 	pthread_mutex_lock(&b->lock);

@@ -266,19 +266,10 @@ static struct {
 } stmt_registry[STMT_REGISTRY_SLOTS];
 static pthread_mutex_t stmt_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static uint64_t hash_bytes(const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h;
-}
-
 static unsigned registry_home(const sqlite3 *conn)
 {
 	uintptr_t v = (uintptr_t)conn;
-	return (unsigned)(hash_bytes(&v, sizeof(v)) % STMT_REGISTRY_SLOTS);
+	return (unsigned)(sealvm_fnv1a(&v, sizeof(v)) % STMT_REGISTRY_SLOTS);
 }
 
 static struct stmt_cache *stmt_cache_of(const sqlite3 *conn)
@@ -358,7 +349,7 @@ int db_prepare(sqlite3 *conn, const char *sql, sqlite3_stmt **ret, struct sealvm
 {
 	struct stmt_cache *cache = conn ? stmt_cache_of(conn) : NULL;
 	size_t len = sql ? strlen(sql) : 0;
-	uint64_t h = hash_bytes(sql ? sql : "", len);
+	uint64_t h = sealvm_fnv1a(sql ? sql : "", len);
 	struct stmt_slot *free_slot = NULL;
 	sqlite3_stmt *st = NULL;
 	int rc;

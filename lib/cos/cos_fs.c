@@ -269,9 +269,7 @@ struct cos_pin {
 
 static struct cos_pin **pin_slot(struct cos_engine *e, const char *file)
 {
-	uint32_t h = 2166136261u;
-	for (const char *p = file; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
+	uint64_t h = sealvm_fnv1a(file, strlen(file));
 	struct cos_pin **pp = &e->pins[h % COS_PIN_BUCKETS];
 	while (*pp && strcmp((*pp)->file, file) != 0)
 		pp = &(*pp)->next;

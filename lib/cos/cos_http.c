@@ -47,7 +47,7 @@
 struct cos_front {
 	struct cos *c;
 	struct http_listener *listener;
-	struct sealvm_bound *unauth_bound; /* operator-trail events of unauthenticated failures */
+	struct audit_unauth unauth; /* the bounded operator trail of unauthenticated failures */
 };
 
 /* ---- the operation table --------------------------------------------------------------------- */
@@ -1481,6 +1481,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- set-up ---------------------------------------------------------------------------------- */
 
+/* The S3 operator trail's write. */
+static int write_event(void *ctx, const struct audit_event *ev, struct sealvm_err *err)
+{
+	return cos_audit(ctx, ev, err);
+}
+
 int cos_front_start(struct cos *c, struct sealvm_err *err)
 {
 	const struct cos_config *cfg = &c->cfg;
@@ -1510,14 +1516,16 @@ int cos_front_start(struct cos *c, struct sealvm_err *err)
 		.uri = on_uri,
 		.cls = f,
 	};
-	int r = sealvm_bound_new(lim.unauth_max, lim.unauth_window_s, &f->unauth_bound);
+	f->unauth = (struct audit_unauth){
+		.status = 403, .listener = "s3", .write = write_event, .ctx = c};
+	int r = sealvm_bound_new(lim.unauth_max, lim.unauth_window_s, &f->unauth.bound);
 	if (r < 0) {
 		free(f);
 		return sealvm_err_set(err, -ENOMEM, "NO_MEMORY", "out of memory");
 	}
 	r = http_listener_start(&lc, &f->listener, err);
 	if (r < 0) {
-		sealvm_bound_free(f->unauth_bound);
+		sealvm_bound_free(f->unauth.bound);
 		free(f);
 		return r;
 	}
@@ -1525,38 +1533,10 @@ int cos_front_start(struct cos *c, struct sealvm_err *err)
 	return 0;
 }
 
-/* Records @due (unauthenticated failures the bound counted) as one aggregate event. */
-static int write_aggregate(struct cos *c, const struct sealvm_bound_count *due, const char *id,
-			   struct sealvm_err *err)
-{
-	struct audit_event ev;
-	json_t *data = NULL;
-	audit_aggregate_event(due, 403, "s3", &ev, &data);
-	ev.correlation_id = id;
-	int r = cos_audit(c, &ev, err);
-	json_decref(data);
-	return r;
-}
-
 int cos_front_unauth_admit(struct cos_req *req, struct sealvm_err *err)
 {
-	struct sealvm_bound_count due;
-	bool admit = sealvm_bound_admit(req->front->unauth_bound,
-					req->remote[0] ? req->remote : "-", &due);
-	if (due.suppressed) {
-		int r = write_aggregate(req->c, &due, req->id, err);
-		if (r < 0)
-			return r;
-	}
-	return admit;
-}
-
-static void drain_one(const struct sealvm_bound_count *due, void *arg)
-{
-	struct sealvm_err e = SEALVM_ERR_INIT;
-	if (write_aggregate(arg, due, NULL, &e) < 0)
-		log_error("s3: cannot record %u unauthenticated requests from %s: %s",
-			  due->suppressed, due->source, e.message);
+	return audit_unauth_admit(&req->front->unauth, req->remote[0] ? req->remote : "-", req->id,
+				  err);
 }
 
 void cos_front_stop(struct cos *c)
@@ -1565,8 +1545,8 @@ void cos_front_stop(struct cos *c)
 	if (!f)
 		return;
 	http_listener_stop(f->listener);
-	sealvm_bound_drain(f->unauth_bound, drain_one, c);
-	sealvm_bound_free(f->unauth_bound);
+	audit_unauth_drain(&f->unauth);
+	sealvm_bound_free(f->unauth.bound);
 	c->front = NULL;
 	free(f);
 }

@@ -110,16 +110,15 @@ int rc_hmac_store_list(sqlite3 *conn, const char *account_id, const char *instan
 	return rc == SQLITE_DONE ? 0 : db_error(conn, rc, "hmac key list", err);
 }
 
-int rc_hmac_store_delete_instance(sqlite3 *conn, const char *account_id, const char *instance_guid,
-				  int *ret_n, struct sealvm_err *err)
+/* Runs DELETE @sql (?1 a key's or an instance's guid, ?2 the account); *@ret_n rows. */
+static int delete_where(sqlite3 *conn, const char *sql, const char *guid, const char *account_id,
+			int *ret_n, struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, r = db_prepare(
-			conn, "DELETE FROM rc_hmac_keys WHERE instance_guid = ? AND account_id = ?",
-			&st, err);
+	int rc, r = db_prepare(conn, sql, &st, err);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, instance_guid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, guid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, account_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
@@ -128,22 +127,23 @@ int rc_hmac_store_delete_instance(sqlite3 *conn, const char *account_id, const c
 	return 0;
 }
 
+int rc_hmac_store_delete_instance(sqlite3 *conn, const char *account_id, const char *instance_guid,
+				  int *ret_n, struct sealvm_err *err)
+{
+	return delete_where(conn,
+			    "DELETE FROM rc_hmac_keys WHERE instance_guid = ?1 AND account_id = ?2",
+			    instance_guid, account_id, ret_n, err);
+}
+
 int rc_hmac_store_delete(sqlite3 *conn, const char *account_id, const char *guid,
 			 struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int rc, r = db_prepare(conn, "DELETE FROM rc_hmac_keys WHERE guid = ? AND account_id = ?",
-			       &st, err);
+	int n = 0;
+	int r = delete_where(conn, "DELETE FROM rc_hmac_keys WHERE guid = ?1 AND account_id = ?2",
+			     guid, account_id, &n, err);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, guid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, account_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return db_error(conn, rc, "hmac key delete", err);
-	return sqlite3_changes(conn)
-		       ? 0
-		       : sealvm_err_set(err, -ENOENT, "NOT_FOUND", "no resource key %s", guid);
+	return n ? 0 : sealvm_err_set(err, -ENOENT, "NOT_FOUND", "no resource key %s", guid);
 }
 
 int rc_hmac_store_lookup(sqlite3 *conn, const char *access_key_id, struct rc_hmac_key *ret,

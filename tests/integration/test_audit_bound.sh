@@ -15,18 +15,16 @@ trap 'rc=$?; kill -9 $DPID 2>/dev/null || true; rm -rf "$T"; exit $rc' EXIT
 for i in $(seq 1 100); do PORT=$(sed -n 's/.*serving on .* (port \([0-9]*\)).*/\1/p' d.log); [ -n "$PORT" ] && break; sleep 0.1; done
 [ -n "$PORT" ] || fail "no port"
 S3PORT=$(sed -n 's/.*S3 on .* (port \([0-9]*\)).*/\1/p' d.log)
-sent=0
-for i in $(seq 1 40); do
-	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/serviceids")
-	[ "$code" = 401 ] || fail "expected 401, got $code"
-	sent=$((sent + 1))
-done
-s3sent=0
-for i in $(seq 1 30); do
-	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3PORT/some-bucket/k")
-	[ "$code" = 403 ] || fail "S3: expected 403, got $code"
-	s3sent=$((s3sent + 1))
-done
+# flood N URL STATUS — N requests without credentials, each answered STATUS
+flood() {
+	for _ in $(seq 1 "$1"); do
+		code=$(curl -s -o /dev/null -w '%{http_code}' "$2")
+		[ "$code" = "$3" ] || fail "$2: expected $3, got $code"
+	done
+}
+sent=40 s3sent=30
+flood $sent "http://127.0.0.1:$PORT/v1/serviceids" 401
+flood $s3sent "http://127.0.0.1:$S3PORT/some-bucket/k" 403
 sleep 4 # into a later window: the next request flushes the count of the previous one
 curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/serviceids"
 sent=$((sent + 1))
