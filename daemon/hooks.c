@@ -123,7 +123,7 @@ static int audit_write(struct audit_job *j, struct sealvm_err *err)
 {
 	int r = audit_record_new(&j->ev, &j->rec, err);
 	if (r >= 0)
-		r = db_write(j->d->db, audit_job_run, j, err);
+		r = db_write_flags(j->d->db, audit_job_run, j, DB_JOB_APPEND_ONLY, err);
 	audit_record_free(j->rec);
 	j->rec = NULL;
 	return r;

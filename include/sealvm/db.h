@@ -94,6 +94,25 @@ typedef int (*db_job_fn)(sqlite3 *conn, void *userdata, struct sealvm_err *err);
 int db_write(struct sealvm_db *db, db_job_fn fn, void *userdata, struct sealvm_err *err);
 
 /*
+ * db_write for a job that only appends rows no cache ever holds (audit
+ * events of requests that change nothing): @flags DB_JOB_APPEND_ONLY. Such a
+ * job leaves db_state_generation alone.
+ */
+#define DB_JOB_APPEND_ONLY 1u
+int db_write_flags(struct sealvm_db *db, db_job_fn fn, void *userdata, unsigned flags,
+		   struct sealvm_err *err);
+
+/*
+ * A number that changes after every batch that ran a job without
+ * DB_JOB_APPEND_ONLY — once that batch has committed or rolled back. A cache
+ * of rows stamps each entry with the generation it read BEFORE reading the
+ * rows, and trusts the entry only while the generation is still that: a
+ * write that may have changed the rows always moves it on. (Conservative: any
+ * write invalidates every cache; reads between writes hit.)
+ */
+uint64_t db_state_generation(struct sealvm_db *db);
+
+/*
  * Borrows a read-only connection (blocks while all are lent), and gives it
  * back. Each statement sees the last committed state; wrap several in
  * BEGIN ... COMMIT for one snapshot. db_read_end resets statements left

@@ -86,6 +86,13 @@ int seal_open(const struct sealvm_secret *master, const char *aad, const unsigne
 int seal_keyed_hash(const struct sealvm_secret *key, const char *domain, const void *data,
 		    size_t len, unsigned char out[SEALVM_KEYED_HASH_BYTES]) _warn_unused_result_;
 
+/*
+ * @out = SHA-256(@data) with the algorithm fetched once per process (a
+ * digest named by EVP_sha256() is looked up again on every call, which a
+ * request path should not pay). -EIO when OpenSSL fails.
+ */
+int seal_sha256(const void *data, size_t len, unsigned char out[32]) _warn_unused_result_;
+
 /* Constant-time comparison of two keyed hashes. */
 bool seal_hash_equal(const unsigned char a[SEALVM_KEYED_HASH_BYTES],
 		     const unsigned char b[SEALVM_KEYED_HASH_BYTES]) _warn_unused_result_;

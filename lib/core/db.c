@@ -53,6 +53,7 @@
 struct db_job {
 	db_job_fn fn;
 	void *userdata;
+	unsigned flags; /* DB_JOB_* */
 	int result;
 	struct sealvm_err err;
 	uint32_t done; /* futex word: 0 waiting, 1 done */
@@ -94,6 +95,7 @@ struct sealvm_db {
 	size_t callers;	  /* inside db_write (atomic): the handle must outlive them */
 	bool stopping;	  /* set under lock, read atomically */
 	uint64_t commits, jobs;
+	uint64_t state_gen; /* db_state_generation; atomic */
 
 	/*
 	 * Checkpoints run on a thread and connection of their own, never inside
@@ -928,6 +930,15 @@ static void *writer_main(void *arg)
 
 		commits = run_batch(db, db->batch, n);
 		writer_catch_up(db);
+		/*
+		 * After the batch is committed (or not): a cache entry stamped
+		 * with the generation read before its rows cannot outlive them.
+		 */
+		for (size_t i = 0; i < n; i++)
+			if (!(db->batch[i]->flags & DB_JOB_APPEND_ONLY)) {
+				__atomic_add_fetch(&db->state_gen, 1, __ATOMIC_RELEASE);
+				break;
+			}
 
 		pthread_mutex_lock(&db->lock);
 		db->commits += commits;
@@ -950,11 +961,23 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+uint64_t db_state_generation(struct sealvm_db *db)
+{
+	return __atomic_load_n(&db->state_gen, __ATOMIC_ACQUIRE);
+}
+
 int db_write(struct sealvm_db *db, db_job_fn fn, void *userdata, struct sealvm_err *err)
+{
+	return db_write_flags(db, fn, userdata, 0, err);
+}
+
+int db_write_flags(struct sealvm_db *db, db_job_fn fn, void *userdata, unsigned flags,
+		   struct sealvm_err *err)
 {
 	struct db_job job = {
 		.fn = fn,
 		.userdata = userdata,
+		.flags = flags,
 	};
 	size_t waiting;
 

@@ -47,19 +47,21 @@ static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
 static EVP_KDF *alg_hkdf;
 static EVP_MAC *alg_hmac;
 static EVP_CIPHER *alg_gcm;
+static EVP_MD *alg_sha256;
 
 static void algs_fetch(void)
 {
 	alg_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
 	alg_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	alg_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	alg_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
 static bool algs_ready(void)
 {
 	if (pthread_once(&algs_once, algs_fetch) != 0)
 		return false;
-	return alg_hkdf && alg_hmac && alg_gcm;
+	return alg_hkdf && alg_hmac && alg_gcm && alg_sha256;
 }
 
 static inline void cipher_ctx_freep(EVP_CIPHER_CTX **c)
@@ -386,4 +388,12 @@ bool seal_hash_equal(const unsigned char a[SEALVM_KEYED_HASH_BYTES],
 		     const unsigned char b[SEALVM_KEYED_HASH_BYTES])
 {
 	return CRYPTO_memcmp(a, b, SEALVM_KEYED_HASH_BYTES) == 0;
+}
+
+int seal_sha256(const void *data, size_t len, unsigned char out[32])
+{
+	unsigned n = 0;
+	if (!algs_ready() || EVP_Digest(data, len, out, &n, alg_sha256, NULL) != 1 || n != 32)
+		return -EIO;
+	return 0;
 }

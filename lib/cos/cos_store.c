@@ -1064,7 +1064,7 @@ int cos_audit(struct cos *c, const struct audit_event *ev, struct sealvm_err *er
 	int r = cos_record_new(ev, &j.rec, err);
 	if (r >= 0 && j.rec) {
 		struct sealvm_err e = SEALVM_ERR_INIT;
-		r = db_write(c->deps.db, audit_run, &j, &e);
+		r = db_write_flags(c->deps.db, audit_run, &j, DB_JOB_APPEND_ONLY, &e);
 		if (r < 0)
 			r = sealvm_err_set(err, -EIO, "AUDIT_UNAVAILABLE",
 					   "the audit event could not be written (%s); retry later",

@@ -23,6 +23,7 @@
 
 #include "sealvm/b64.h"
 #include "sealvm/log.h"
+#include "sealvm/rowcache.h"
 #include "sealvm/seal.h"
 
 #include "iam_internal.h"
@@ -443,6 +444,43 @@ int iam_user_create(struct iam *iam, const char *account_id, const char *name, c
 	return 0;
 }
 
+/*
+ * A row by @key through @cache: the copy read at the current state generation
+ * if there is one, else @read's (on a borrowed reader), kept for the next
+ * request. The caller checks the account as before: a row is cached by id
+ * alone.
+ */
+static int cached_read(struct iam *iam, struct sealvm_rowcache *cache, const char *key, void *row,
+		       int (*read)(sqlite3 *conn, const char *key, void *row,
+				   struct sealvm_err *err),
+		       struct sealvm_err *err)
+{
+	uint64_t gen = db_state_generation(iam->db);
+	if (sealvm_rowcache_get(cache, gen, key, row))
+		return 0;
+	sqlite3 *conn = db_read_begin(iam->db);
+	int r = read(conn, key, row, err);
+	db_read_end(iam->db, conn);
+	if (r == 0)
+		sealvm_rowcache_put(cache, gen, key, row);
+	return r;
+}
+
+static int user_read(sqlite3 *conn, const char *key, void *row, struct sealvm_err *err)
+{
+	return iam_store_user_get(conn, key, row, err);
+}
+
+static int serviceid_read(sqlite3 *conn, const char *key, void *row, struct sealvm_err *err)
+{
+	return iam_store_serviceid_get(conn, key, row, err);
+}
+
+static int apikey_read(sqlite3 *conn, const char *key, void *row, struct sealvm_err *err)
+{
+	return iam_store_apikey_get(conn, key, row, err);
+}
+
 static int user_get_in(sqlite3 *conn, const char *account_id, const char *iam_id,
 		       struct iam_user *ret, struct sealvm_err *err)
 {
@@ -455,9 +493,9 @@ static int user_get_in(sqlite3 *conn, const char *account_id, const char *iam_id
 int iam_user_get(struct iam *iam, const char *account_id, const char *iam_id, struct iam_user *ret,
 		 struct sealvm_err *err)
 {
-	sqlite3 *conn = db_read_begin(iam->db);
-	int r = user_get_in(conn, account_id, iam_id, ret, err);
-	db_read_end(iam->db, conn);
+	int r = cached_read(iam, iam->user_rows, iam_id, ret, user_read, err);
+	if (r == -ENOENT || (r == 0 && strcmp(ret->account_id, account_id) != 0))
+		return not_found(err, "USER_NOT_FOUND", "the user");
 	return r;
 }
 
@@ -560,9 +598,9 @@ int iam_serviceid_create(struct iam *iam, const char *account_id, const char *na
 int iam_serviceid_get(struct iam *iam, const char *account_id, const char *id,
 		      struct iam_serviceid *ret, struct sealvm_err *err)
 {
-	sqlite3 *conn = db_read_begin(iam->db);
-	int r = serviceid_get_in(conn, account_id, id, ret, err);
-	db_read_end(iam->db, conn);
+	int r = cached_read(iam, iam->serviceid_rows, id, ret, serviceid_read, err);
+	if (r == -ENOENT || (r == 0 && strcmp(ret->account_id, account_id) != 0))
+		return not_found(err, "SERVICEID_NOT_FOUND", "the service ID");
 	return r;
 }
 
@@ -777,9 +815,9 @@ int iam_apikey_create(struct iam *iam, const char *account_id, const char *owner
 int iam_apikey_get(struct iam *iam, const char *account_id, const char *id, struct iam_apikey *ret,
 		   struct sealvm_err *err)
 {
-	sqlite3 *conn = db_read_begin(iam->db);
-	int r = apikey_get_in(conn, account_id, id, ret, err);
-	db_read_end(iam->db, conn);
+	int r = cached_read(iam, iam->apikey_rows, id, ret, apikey_read, err);
+	if (r == -ENOENT || (r == 0 && strcmp(ret->account_id, account_id) != 0))
+		return not_found(err, "APIKEY_NOT_FOUND", "the API key");
 	return r;
 }
 
@@ -946,6 +984,11 @@ int iam_new(struct sealvm_db *db, const struct sealvm_secret *master, const stru
 	if (iam->cfg.token_rate_per_min == 0)
 		iam->cfg.token_rate_per_min = 600;
 
+	/* Without memory for a cache, every read goes to the database (a NULL cache misses). */
+	(void)sealvm_rowcache_new(1024, sizeof(struct iam_serviceid), &iam->serviceid_rows);
+	(void)sealvm_rowcache_new(1024, sizeof(struct iam_user), &iam->user_rows);
+	(void)sealvm_rowcache_new(1024, sizeof(struct iam_apikey), &iam->apikey_rows);
+
 	r = seal_derive(master, "apikey-hash", &iam->apikey_hash_key);
 	if (r < 0) {
 		sealvm_err_set(err, r, "KEY_DERIVATION_FAILED",
@@ -970,6 +1013,9 @@ void iam_free(struct iam *iam)
 	iam_access_done(iam);
 	iam_tokens_free(iam);
 	sealvm_secret_free(iam->apikey_hash_key);
+	sealvm_rowcache_free(iam->serviceid_rows);
+	sealvm_rowcache_free(iam->user_rows);
+	sealvm_rowcache_free(iam->apikey_rows);
 	pthread_mutex_destroy(&iam->owners_lock);
 	free(iam);
 }

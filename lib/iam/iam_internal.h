@@ -150,6 +150,8 @@ struct iam {
 		char owner_iam_id[IAM_IAM_ID_MAX];
 	} owners[16];
 	unsigned n_owners;
+	/* Rows GETs name, by id, kept true by the state generation (rowcache.h). */
+	struct sealvm_rowcache *serviceid_rows, *user_rows, *apikey_rows;
 
 	/* --- access half (lib/iam/iam_access*.c; edited by that half only) ----- */
 	struct iam_access_state *access;

@@ -793,7 +793,7 @@ int iam_authenticate_bearer(struct iam *iam, const char *authorization,
 		return sealvm_err_set(err, -EPERM, "TOKEN_MALFORMED",
 				      "the bearer token is malformed: longer than %d characters",
 				      SEALVM_JWT_MAX_TOKEN);
-	if (EVP_Digest(token, len, digest, NULL, EVP_sha256(), NULL) != 1)
+	if (seal_sha256(token, len, digest) < 0)
 		return sealvm_err_set(err, -EIO, "DIGEST_FAILED", "cannot hash the bearer token");
 	if (cache_get(iam, digest, &p)) {
 		atomic_fetch_add(&iam->tokens->hits, 1);

@@ -649,7 +649,7 @@ int kms_call_finish(struct kms_call *c, int r, const struct sealvm_err *failure,
 	call_event(c, call_status(r, failure, c->ok_status), failure, &ev);
 	int a = audit_record_new(&ev, &j.rec, &aerr);
 	if (a >= 0)
-		a = db_write(c->kms->deps.db, finish_run, &j, &aerr);
+		a = db_write_flags(c->kms->deps.db, finish_run, &j, DB_JOB_APPEND_ONLY, &aerr);
 	audit_record_free(j.rec);
 	c->audited = true;
 	if (a < 0) {
