@@ -23,7 +23,8 @@
 
 struct sealvm_rowcache;
 
-/* @slots (rounded up to a power of two, at least 16) values of @value_size bytes. -ENOMEM, -EINVAL. */
+/* @slots (rounded up to a power of two, at least 16) values of @value_size bytes. -ENOMEM, -EINVAL.
+ */
 int sealvm_rowcache_new(unsigned slots, size_t value_size, struct sealvm_rowcache **ret);
 void sealvm_rowcache_free(struct sealvm_rowcache *c); /* NULL is fine */
 
@@ -37,6 +38,24 @@ bool sealvm_rowcache_get(struct sealvm_rowcache *c, uint64_t gen, const char *ke
 /* Caches @value for @key as read at @gen (the generation read before the row). */
 void sealvm_rowcache_put(struct sealvm_rowcache *c, uint64_t gen, const char *key,
 			 const void *value);
+
+struct sealvm_db;
+struct sealvm_err;
+struct sqlite3;
+/*
+ * A row through @c: the copy cached for @key at the current state generation
+ * of @db if there is one, else what @read (given @ctx, which names the row)
+ * finds on a borrowed reader, kept for the next caller. @read returns 0 for a
+ * row, a negative errno (with @err) for none; only rows are cached. @key must
+ * name exactly the row @ctx does; NULL (a key that cannot be made) reads
+ * without the cache. Checks that depend on the caller (the account a row must
+ * belong to) stay with the caller.
+ */
+typedef int (*sealvm_rowcache_read_fn)(struct sqlite3 *conn, void *ctx, void *row,
+				       struct sealvm_err *err);
+int sealvm_rowcache_read(struct sealvm_rowcache *c, struct sealvm_db *db, const char *key,
+			 void *row, sealvm_rowcache_read_fn read, void *ctx,
+			 struct sealvm_err *err);
 
 /* Hits and misses so far (tests, benchmarks). */
 void sealvm_rowcache_stats(struct sealvm_rowcache *c, uint64_t *ret_hits, uint64_t *ret_misses);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sealvm/db.h"
+#include "sealvm/err.h"
 #include "sealvm/macro.h"
 #include "sealvm/rowcache.h"
 
@@ -122,4 +124,20 @@ void sealvm_rowcache_stats(struct sealvm_rowcache *c, uint64_t *ret_hits, uint64
 		*ret_hits = c ? __atomic_load_n(&c->hits, __ATOMIC_RELAXED) : 0;
 	if (ret_misses)
 		*ret_misses = c ? __atomic_load_n(&c->misses, __ATOMIC_RELAXED) : 0;
+}
+
+int sealvm_rowcache_read(struct sealvm_rowcache *c, struct sealvm_db *db, const char *key,
+			 void *row, sealvm_rowcache_read_fn read, void *ctx, struct sealvm_err *err)
+{
+	uint64_t gen = db_state_generation(db);
+	if (sealvm_rowcache_get(c, gen, key, row))
+		return 0;
+	sqlite3 *conn = db_read_begin(db);
+	if (!conn)
+		return sealvm_err_set(err, -EIO, "DB_ERROR", "no database connection");
+	int r = read(conn, ctx, row, err);
+	db_read_end(db, conn);
+	if (r == 0)
+		sealvm_rowcache_put(c, gen, key, row);
+	return r;
 }

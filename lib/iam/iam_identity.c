@@ -444,41 +444,19 @@ int iam_user_create(struct iam *iam, const char *account_id, const char *name, c
 	return 0;
 }
 
-/*
- * A row by @key through @cache: the copy read at the current state generation
- * if there is one, else @read's (on a borrowed reader), kept for the next
- * request. The caller checks the account as before: a row is cached by id
- * alone.
- */
-static int cached_read(struct iam *iam, struct sealvm_rowcache *cache, const char *key, void *row,
-		       int (*read)(sqlite3 *conn, const char *key, void *row,
-				   struct sealvm_err *err),
-		       struct sealvm_err *err)
+static int user_read(sqlite3 *conn, void *ctx, void *row, struct sealvm_err *err)
 {
-	uint64_t gen = db_state_generation(iam->db);
-	if (sealvm_rowcache_get(cache, gen, key, row))
-		return 0;
-	sqlite3 *conn = db_read_begin(iam->db);
-	int r = read(conn, key, row, err);
-	db_read_end(iam->db, conn);
-	if (r == 0)
-		sealvm_rowcache_put(cache, gen, key, row);
-	return r;
+	return iam_store_user_get(conn, ctx, row, err);
 }
 
-static int user_read(sqlite3 *conn, const char *key, void *row, struct sealvm_err *err)
+static int serviceid_read(sqlite3 *conn, void *ctx, void *row, struct sealvm_err *err)
 {
-	return iam_store_user_get(conn, key, row, err);
+	return iam_store_serviceid_get(conn, ctx, row, err);
 }
 
-static int serviceid_read(sqlite3 *conn, const char *key, void *row, struct sealvm_err *err)
+static int apikey_read(sqlite3 *conn, void *ctx, void *row, struct sealvm_err *err)
 {
-	return iam_store_serviceid_get(conn, key, row, err);
-}
-
-static int apikey_read(sqlite3 *conn, const char *key, void *row, struct sealvm_err *err)
-{
-	return iam_store_apikey_get(conn, key, row, err);
+	return iam_store_apikey_get(conn, ctx, row, err);
 }
 
 static int user_get_in(sqlite3 *conn, const char *account_id, const char *iam_id,
@@ -493,7 +471,8 @@ static int user_get_in(sqlite3 *conn, const char *account_id, const char *iam_id
 int iam_user_get(struct iam *iam, const char *account_id, const char *iam_id, struct iam_user *ret,
 		 struct sealvm_err *err)
 {
-	int r = cached_read(iam, iam->user_rows, iam_id, ret, user_read, err);
+	int r = sealvm_rowcache_read(iam->user_rows, iam->db, iam_id, ret, user_read,
+				     (void *)iam_id, err);
 	if (r == -ENOENT || (r == 0 && strcmp(ret->account_id, account_id) != 0))
 		return not_found(err, "USER_NOT_FOUND", "the user");
 	return r;
@@ -598,7 +577,8 @@ int iam_serviceid_create(struct iam *iam, const char *account_id, const char *na
 int iam_serviceid_get(struct iam *iam, const char *account_id, const char *id,
 		      struct iam_serviceid *ret, struct sealvm_err *err)
 {
-	int r = cached_read(iam, iam->serviceid_rows, id, ret, serviceid_read, err);
+	int r = sealvm_rowcache_read(iam->serviceid_rows, iam->db, id, ret, serviceid_read,
+				     (void *)id, err);
 	if (r == -ENOENT || (r == 0 && strcmp(ret->account_id, account_id) != 0))
 		return not_found(err, "SERVICEID_NOT_FOUND", "the service ID");
 	return r;
@@ -815,7 +795,8 @@ int iam_apikey_create(struct iam *iam, const char *account_id, const char *owner
 int iam_apikey_get(struct iam *iam, const char *account_id, const char *id, struct iam_apikey *ret,
 		   struct sealvm_err *err)
 {
-	int r = cached_read(iam, iam->apikey_rows, id, ret, apikey_read, err);
+	int r = sealvm_rowcache_read(iam->apikey_rows, iam->db, id, ret, apikey_read, (void *)id,
+				     err);
 	if (r == -ENOENT || (r == 0 && strcmp(ret->account_id, account_id) != 0))
 		return not_found(err, "APIKEY_NOT_FOUND", "the API key");
 	return r;

@@ -28,6 +28,7 @@
 #include "sealvm/audit.h"
 #include "sealvm/iam.h"
 #include "sealvm/log.h"
+#include "sealvm/rowcache.h"
 #include "sealvm/seal.h"
 
 #include "kms_internal.h"
@@ -405,6 +406,9 @@ int kms_new(const struct kms_deps *deps, const struct kms_config *cfg, struct km
 		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
 	kms->deps = *deps;
 	kms->cfg = c;
+	/* Without memory for them, every lookup reads the database (a NULL cache misses). */
+	(void)sealvm_rowcache_new(1024, sizeof(struct kms_key), &kms->key_rows);
+	(void)sealvm_rowcache_new(1024, sizeof(struct kms_version), &kms->version_rows);
 	kms_http_init(kms);
 	*ret = kms;
 	return 0;
@@ -414,6 +418,8 @@ void kms_free(struct kms *kms)
 {
 	if (!kms)
 		return;
+	sealvm_rowcache_free(kms->key_rows);
+	sealvm_rowcache_free(kms->version_rows);
 	free(kms);
 }
 
@@ -462,15 +468,28 @@ int kms_instance_get(struct kms *kms, const char *account_id, const char *instan
 	return 0;
 }
 
+struct key_ref {
+	struct kms *kms;
+	const char *instance, *id_or_alias;
+};
+
+static int key_read(sqlite3 *conn, void *ctx, void *row, struct sealvm_err *err)
+{
+	const struct key_ref *ref = ctx;
+	return kms_store_key_get(ref->kms, conn, ref->instance, ref->id_or_alias, row, err);
+}
+
 int kms_key_lookup(struct kms *kms, const char *instance, const char *id_or_alias,
 		   struct kms_key *ret, struct sealvm_err *err)
 {
-	sqlite3 *conn = db_read_begin(kms->deps.db);
-	if (!conn)
-		return sealvm_err_set(err, -EIO, "DB_ERROR", "no database connection");
-	int r = kms_store_key_get(kms, conn, instance, id_or_alias, ret, err);
-	db_read_end(kms->deps.db, conn);
-	return r;
+	struct key_ref ref = {kms, instance, id_or_alias};
+	char key[SEALVM_ROWCACHE_KEY_MAX + 1];
+	/* "INSTANCE/ID-OR-ALIAS": the instance has no '/', so the split is unique. */
+	bool keyed =
+		instance && id_or_alias && !strchr(instance, '/') &&
+		(size_t)snprintf(key, sizeof(key), "%s/%s", instance, id_or_alias) < sizeof(key);
+	return sealvm_rowcache_read(kms->key_rows, kms->deps.db, keyed ? key : NULL, ret, key_read,
+				    &ref, err);
 }
 
 void kms_target(const struct rc_instance *inst, const struct kms_key *key, struct http_target *t)
@@ -959,15 +978,30 @@ static int wrap_raw(struct kms *kms, const struct kms_key *k, const struct kms_v
 	return r < 0 ? sealvm_err_set(err, r, NULL, "out of memory") : 0;
 }
 
+struct version_ref {
+	struct kms *kms;
+	const char *key_id, *version_id;
+	int number;
+};
+
+static int version_read(sqlite3 *conn, void *ctx, void *row, struct sealvm_err *err)
+{
+	const struct version_ref *ref = ctx;
+	return kms_store_version_get(ref->kms, conn, ref->key_id, ref->version_id, ref->number, row,
+				     err);
+}
+
 static int version_get(struct kms *kms, const char *key_id, const char *version_id, int number,
 		       struct kms_version *ret, struct sealvm_err *err)
 {
-	sqlite3 *conn = db_read_begin(kms->deps.db);
-	if (!conn)
-		return sealvm_err_set(err, -EIO, "DB_ERROR", "no database connection");
-	int r = kms_store_version_get(kms, conn, key_id, version_id, number, ret, err);
-	db_read_end(kms->deps.db, conn);
-	return r;
+	struct version_ref ref = {kms, key_id, version_id, number};
+	char key[SEALVM_ROWCACHE_KEY_MAX + 1];
+	/* "KEY/VERSION-ID/NUMBER" ("-" for no version id): neither id has a '/'. */
+	bool keyed = key_id && !strchr(key_id, '/') && (!version_id || !strchr(version_id, '/')) &&
+		     (size_t)snprintf(key, sizeof(key), "%s/%s/%d", key_id,
+				      version_id ? version_id : "-", number) < sizeof(key);
+	return sealvm_rowcache_read(kms->version_rows, kms->deps.db, keyed ? key : NULL, ret,
+				    version_read, &ref, err);
 }
 
 int kms_op_wrap(struct kms_call *c, const struct kms_key *k, const struct sealvm_secret *plain_text,

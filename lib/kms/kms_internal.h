@@ -161,6 +161,13 @@ struct kms {
 
 	struct kms_listener listeners[KMS_LISTENERS_MAX];
 	unsigned n_listeners;
+	/*
+	 * Keys ("instance/id-or-alias") and versions ("key/version-id/number") an
+	 * operation reads, kept true by the state generation (rowcache.h). A
+	 * version holds the keystore reference: a sealed blob or a token handle,
+	 * never material in clear.
+	 */
+	struct sealvm_rowcache *key_rows, *version_rows;
 };
 
 /* Room for a keystore name "<instance>/<key>/<version>" (and the import-token names). */

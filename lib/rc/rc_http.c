@@ -11,6 +11,7 @@
  * An instance of another account is "not found", never "forbidden".
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 #include <openssl/rand.h>
 
 #include "sealvm/log.h"
+#include "sealvm/rowcache.h"
 #include "sealvm/sigv4.h"
 
 #include "rc_internal.h"
@@ -323,6 +325,8 @@ int rc_new(struct sealvm_db *db, const char *region, struct rc **ret)
 		return -ENOMEM;
 	rc->db = db;
 	rc->region = region;
+	/* Without memory for it, every lookup reads the database (a NULL cache misses). */
+	(void)sealvm_rowcache_new(1024, sizeof(struct rc_instance), &rc->instance_rows);
 	rc->http.name = "resource-controller";
 	rc->http.routes = rc_routes;
 	rc->http.n_routes = ELEMENTSOF(rc_routes);
@@ -333,6 +337,8 @@ int rc_new(struct sealvm_db *db, const char *region, struct rc **ret)
 
 void rc_free(struct rc *rc)
 {
+	if (rc)
+		sealvm_rowcache_free(rc->instance_rows);
 	free(rc);
 }
 
@@ -341,11 +347,24 @@ const struct http_service *rc_http(struct rc *rc)
 	return &rc->http;
 }
 
+struct instance_ref {
+	const char *account_id, *guid;
+};
+
+static int instance_read(sqlite3 *conn, void *ctx, void *row, struct sealvm_err *err)
+{
+	const struct instance_ref *ref = ctx;
+	return rc_store_get(conn, ref->account_id, ref->guid, row, err);
+}
+
 int rc_instance_get(struct rc *rc, const char *account_id, const char *guid,
 		    struct rc_instance *ret, struct sealvm_err *err)
 {
-	sqlite3 *conn = db_read_begin(rc->db);
-	int r = rc_store_get(conn, account_id, guid, ret, err);
-	db_read_end(rc->db, conn);
-	return r;
+	struct instance_ref ref = {account_id, guid};
+	char key[SEALVM_ROWCACHE_KEY_MAX + 1];
+	/* "ACCOUNT/GUID": an account id never has a '/', so the split is unique. */
+	bool keyed = account_id && guid && !strchr(account_id, '/') &&
+		     (size_t)snprintf(key, sizeof(key), "%s/%s", account_id, guid) < sizeof(key);
+	return sealvm_rowcache_read(rc->instance_rows, rc->db, keyed ? key : NULL, ret,
+				    instance_read, &ref, err);
 }

@@ -19,6 +19,7 @@ struct rc {
 		rc_delete_guard_fn fn;
 	} guards[RC_MAX_DELETE_GUARDS];
 	unsigned n_guards;
+	struct sealvm_rowcache *instance_rows; /* "account/guid" → rc_instance (rowcache.h) */
 };
 
 /* ---- HMAC resource keys (rc_hmac_store.c: SQL only) ---- */

@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "sealvm/db.h"
+#include "sealvm/rowcache.h"
 
 static char dir[64];
 
@@ -1196,6 +1197,163 @@ static void test_crash_keeps_acknowledged(void **state)
 
 /* --- error translation ------------------------------------------------------- */
 
+/* --- the state generation and the row cache ------------------------------------ */
+
+static void test_state_generation(void **state)
+{
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	struct sealvm_db *db = open_test_db("g.db", 2, 0);
+	struct rows_job append = {.job = 1, .nrows = 1};
+	struct rows_job change = {.job = 2, .nrows = 1};
+	struct rows_job failing = {.job = 3, .nrows = 1, .fail = -EINVAL};
+
+	uint64_t g0 = db_state_generation(db);
+	/* A job that only appends leaves it: the caches of everyone else stay good. */
+	assert_int_equal(db_write_flags(db, job_rows, &append, DB_JOB_APPEND_ONLY, &err), 0);
+	assert_true(db_state_generation(db) == g0);
+	/* Any other job moves it, and before its caller is woken. */
+	assert_int_equal(db_write(db, job_rows, &change, &err), 0);
+	uint64_t g1 = db_state_generation(db);
+	assert_true(g1 != g0);
+	/* So does one that failed: a cache cannot tell a rolled-back write from another. */
+	assert_int_equal(db_write(db, job_rows, &failing, &err), -EINVAL);
+	assert_true(db_state_generation(db) != g1);
+	assert_int_equal(rows_of(db, 3), 0);
+	db_close(db);
+}
+
+/* A "row" for the cache: how many rows job @ctx->job has (none: -ENOENT). */
+struct count_ref {
+	int job;
+	int reads;
+};
+
+static int count_read(sqlite3 *conn, void *ctx, void *row, struct sealvm_err *err)
+{
+	struct count_ref *ref = ctx;
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = db_prepare(conn, "SELECT count(*) FROM t WHERE job = ?", &st, err);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int(st, 1, ref->job);
+	ref->reads++;
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return db_error(conn, sqlite3_errcode(conn), "count", err);
+	int64_t n = sqlite3_column_int64(st, 0);
+	if (n == 0)
+		return sealvm_err_set(err, -ENOENT, "NOT_FOUND", "no rows of job %d", ref->job);
+	memcpy(row, &n, sizeof(n));
+	return 0;
+}
+
+/* Replaces the rows of @ud's job by @ud's. */
+static int job_replace_rows(sqlite3 *c, void *ud, struct sealvm_err *err)
+{
+	const struct rows_job *j = ud;
+	char sql[64];
+	snprintf(sql, sizeof(sql), "DELETE FROM t WHERE job = %d", j->job);
+	if (sqlite3_exec(c, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return db_error(c, sqlite3_errcode(c), "delete", err);
+	return job_rows(c, ud, err);
+}
+
+static void test_rowcache_follows_writes(void **state)
+{
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	struct sealvm_db *db = open_test_db("c.db", 2, 0);
+	struct sealvm_rowcache *c = NULL;
+	struct count_ref ref = {.job = 5};
+	int64_t n = 0;
+
+	assert_int_equal(sealvm_rowcache_new(64, sizeof(int64_t), &c), 0);
+	/* A miss is not cached: no row, no entry; the next read asks again. */
+	assert_int_equal(sealvm_rowcache_read(c, db, "job5", &n, count_read, &ref, &err), -ENOENT);
+	assert_int_equal(sealvm_rowcache_read(c, db, "job5", &n, count_read, &ref, &err), -ENOENT);
+	assert_int_equal(ref.reads, 2);
+
+	struct rows_job two = {.job = 5, .nrows = 2};
+	assert_int_equal(db_write(db, job_rows, &two, &err), 0);
+	sealvm_err_clear(&err);
+	assert_int_equal(sealvm_rowcache_read(c, db, "job5", &n, count_read, &ref, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ref.reads, 3);
+	/* Read again: from the cache. */
+	n = 0;
+	assert_int_equal(sealvm_rowcache_read(c, db, "job5", &n, count_read, &ref, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ref.reads, 3);
+	/* An append-only write keeps it... */
+	struct rows_job other = {.job = 6, .nrows = 1};
+	assert_int_equal(db_write_flags(db, job_rows, &other, DB_JOB_APPEND_ONLY, &err), 0);
+	assert_int_equal(sealvm_rowcache_read(c, db, "job5", &n, count_read, &ref, &err), 0);
+	assert_int_equal(ref.reads, 3);
+	/* ...any other write, even of other rows, makes the next read fresh... */
+	struct rows_job seven = {.job = 7, .nrows = 1};
+	assert_int_equal(db_write(db, job_rows, &seven, &err), 0);
+	assert_int_equal(sealvm_rowcache_read(c, db, "job5", &n, count_read, &ref, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ref.reads, 4);
+	/* ...and a write of the row itself is seen at once. */
+	struct rows_job more = {.job = 5, .nrows = 3};
+	assert_int_equal(db_write(db, job_replace_rows, &more, &err), 0);
+	assert_int_equal(sealvm_rowcache_read(c, db, "job5", &n, count_read, &ref, &err), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ref.reads, 5);
+	/* No key: read, never cached. */
+	assert_int_equal(sealvm_rowcache_read(c, db, NULL, &n, count_read, &ref, &err), 0);
+	assert_int_equal(sealvm_rowcache_read(c, db, NULL, &n, count_read, &ref, &err), 0);
+	assert_int_equal(ref.reads, 7);
+	uint64_t hits, misses;
+	sealvm_rowcache_stats(c, &hits, &misses);
+	assert_true(hits == 2 && misses == 5);
+	sealvm_rowcache_free(c);
+	db_close(db);
+}
+
+static void test_rowcache_slots(void **state)
+{
+	struct sealvm_rowcache *c = NULL;
+	char key[SEALVM_ROWCACHE_KEY_MAX + 2];
+	int v = 0;
+
+	assert_int_equal(sealvm_rowcache_new(0, 0, &c), -EINVAL);
+	assert_int_equal(sealvm_rowcache_new(16, sizeof(int), &c), 0);
+	assert_false(sealvm_rowcache_get(c, 1, "a", &v));
+	sealvm_rowcache_put(c, 1, "a", &(int){10});
+	assert_true(sealvm_rowcache_get(c, 1, "a", &v));
+	assert_int_equal(v, 10);
+	/* Another generation: a miss that leaves @out alone. */
+	v = -1;
+	assert_false(sealvm_rowcache_get(c, 2, "a", &v));
+	assert_int_equal(v, -1);
+	/* A row read at an older generation never replaces a newer one. */
+	sealvm_rowcache_put(c, 3, "a", &(int){30});
+	sealvm_rowcache_put(c, 2, "a", &(int){20});
+	assert_true(sealvm_rowcache_get(c, 3, "a", &v));
+	assert_int_equal(v, 30);
+	/* Keys are compared whole, not by prefix nor by slot. */
+	assert_false(sealvm_rowcache_get(c, 3, "ab", &v));
+	for (int i = 0; i < 64; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		sealvm_rowcache_put(c, 3, key, &i);
+	}
+	for (int i = 0; i < 64; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		if (sealvm_rowcache_get(c, 3, key, &v))
+			assert_int_equal(v, i); /* a slot holds the last key put there, whole */
+	}
+	/* A key too long is never cached. */
+	memset(key, 'x', sizeof(key) - 1);
+	key[sizeof(key) - 1] = 0;
+	sealvm_rowcache_put(c, 3, key, &(int){1});
+	assert_false(sealvm_rowcache_get(c, 3, key, &v));
+	/* A NULL cache misses and keeps nothing. */
+	sealvm_rowcache_put(NULL, 1, "a", &v);
+	assert_false(sealvm_rowcache_get(NULL, 1, "a", &v));
+	sealvm_rowcache_free(c);
+	sealvm_rowcache_free(NULL);
+}
+
 static void test_db_error_mapping(void **state)
 {
 	static const struct {
@@ -1267,6 +1425,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_keeps_acknowledged, setup, teardown),
 		cmocka_unit_test(test_db_error_mapping),
+		cmocka_unit_test_setup_teardown(test_state_generation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rowcache_follows_writes, setup, teardown),
+		cmocka_unit_test(test_rowcache_slots),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
