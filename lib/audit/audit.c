@@ -68,24 +68,33 @@ static int chain_ctx_new(EVP_MAC_CTX **ret, struct sealvm_err *err)
 	EVP_MAC_CTX *c = EVP_MAC_CTX_new(alg);
 	if (!c)
 		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory for the audit chain MAC");
-	*ret = c;
-	return 0;
-}
-
-/* out = HMAC-SHA256(key, prev || seq (8 bytes, big endian) || text). */
-static int chain_link(EVP_MAC_CTX *c, const unsigned char *key, const unsigned char *prev,
-		      int64_t seq, const char *text, size_t len,
-		      unsigned char out[AUDIT_CHAIN_SIZE], struct sealvm_err *err)
-{
+	/*
+	 * The digest is set once per context: named in every EVP_MAC_init, it
+	 * was fetched by name again for every link (on the one writer thread).
+	 */
 	OSSL_PARAM params[] = {
 		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
 		OSSL_PARAM_construct_end(),
 	};
+	if (EVP_MAC_CTX_set_params(c, params) != 1) {
+		EVP_MAC_CTX_free(c);
+		return sealvm_err_set(err, -EIO, "AUDIT_CRYPTO",
+				      "HMAC-SHA256 is not available from OpenSSL");
+	}
+	*ret = c;
+	return 0;
+}
+
+/* out = HMAC-SHA256(key, prev || seq (8 bytes, big endian) || text); @c from chain_ctx_new. */
+static int chain_link(EVP_MAC_CTX *c, const unsigned char *key, const unsigned char *prev,
+		      int64_t seq, const char *text, size_t len,
+		      unsigned char out[AUDIT_CHAIN_SIZE], struct sealvm_err *err)
+{
 	unsigned char be[8];
 	for (int i = 0; i < 8; i++)
 		be[i] = (unsigned char)((uint64_t)seq >> (56 - 8 * i));
 	size_t outl = 0;
-	if (EVP_MAC_init(c, key, AUDIT_CHAIN_KEY_SIZE, params) != 1 ||
+	if (EVP_MAC_init(c, key, AUDIT_CHAIN_KEY_SIZE, NULL) != 1 ||
 	    EVP_MAC_update(c, prev, AUDIT_CHAIN_SIZE) != 1 ||
 	    EVP_MAC_update(c, be, sizeof(be)) != 1 ||
 	    EVP_MAC_update(c, (const unsigned char *)text, len) != 1 ||
