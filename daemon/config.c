@@ -281,6 +281,8 @@ int sealvmd_config_load(const char *path, struct sealvmd_config *cfg, struct sea
 						   path);
 		} else if (!strcmp(key, "http_threads"))
 			r = set_uint(&cfg->limits.threads, v, key, path, err);
+		else if (!strcmp(key, "http_workers"))
+			r = set_uint(&cfg->limits.workers, v, key, path, err);
 		else if (!strcmp(key, "keystore"))
 			r = load_keystore(v, path, cfg, err);
 		else if (!strcmp(key, "kms"))

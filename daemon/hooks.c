@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -170,6 +171,69 @@ static int hook_audit(struct http_request *req, int status, const struct sealvm_
 	return r;
 }
 
+/*
+ * The same event without holding a thread (routes marked
+ * HTTP_ROUTE_NONBLOCKING): built here, chained and stored by the writer
+ * while the connection is suspended; the answer goes out once it is durable.
+ * The operator's trail (no account) keeps the synchronous, bounded path.
+ */
+struct async_audit {
+	struct sealvmd *d;
+	struct http_request *req;
+	struct audit_record *rec;
+	char action[160];
+};
+
+static int async_audit_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
+{
+	struct async_audit *a = userdata;
+	int64_t seq;
+	return audit_record_append(conn, a->rec, a->d->chain_key->data, &seq, err);
+}
+
+static void async_audit_done(void *arg, int result, const struct sealvm_err *err)
+{
+	struct async_audit *a = arg;
+	struct http_request *req = a->req;
+	if (result < 0)
+		log_error("audit: cannot record %s (request %s): %s", a->action,
+			  http_request_id(req), err && err->message[0] ? err->message : "error");
+	audit_record_free(a->rec);
+	free(a);
+	http_request_audit_done(req, result, err);
+}
+
+static int hook_audit_async(struct http_request *req, int status, const struct sealvm_err *failure,
+			    void *ctx, struct sealvm_err *err)
+{
+	struct audit_event ev;
+	event_from(req, status, failure, &ev);
+	if (!ev.account_id)
+		return hook_audit(req, status, failure, ctx, err);
+
+	struct async_audit *a = calloc(1, sizeof(*a));
+	if (!a)
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory for the audit event");
+	a->d = ctx;
+	a->req = req;
+	snprintf(a->action, sizeof(a->action), "%s", ev.action);
+	int r = audit_record_new(&ev, &a->rec, err);
+	if (r >= 0) {
+		/* Suspended first: the completion may come before db_write_async returns. */
+		http_request_audit_wait(req);
+		r = db_write_async(a->d->db, async_audit_run, a, DB_JOB_APPEND_ONLY,
+				   async_audit_done, a, err);
+		if (r < 0) /* the failure is the answer, delivered through the resume */
+			async_audit_done(a, r, err);
+		return 1;
+	}
+	log_error("audit: cannot record %s (request %s): %s", ev.action, http_request_id(req),
+		  err && err->message[0] ? err->message : "error");
+	audit_record_free(a->rec);
+	free(a);
+	return r;
+}
+
 static int hook_audit_in_job(struct http_request *req, struct sqlite3 *conn, int status, void *ctx,
 			     struct sealvm_err *err)
 {
@@ -186,6 +250,7 @@ void sealvmd_hooks(struct sealvmd *d, struct http_hooks *ret)
 	ret->authenticate = hook_authenticate;
 	ret->authorize = hook_authorize;
 	ret->audit = hook_audit;
+	ret->audit_async = hook_audit_async;
 	ret->audit_in_job = hook_audit_in_job;
 	ret->ctx = d;
 	/*

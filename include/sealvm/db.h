@@ -103,6 +103,19 @@ int db_write_flags(struct sealvm_db *db, db_job_fn fn, void *userdata, unsigned 
 		   struct sealvm_err *err);
 
 /*
+ * db_write without waiting: queues @fn (as db_write_flags) and returns 0 at
+ * once; the writer, after the job's batch has committed (or failed), calls
+ * @done(@done_arg, the job's result, its error) on the writer thread — where
+ * @done must not block nor call db_write — instead of waking a waiter. So a
+ * request can give up its thread while its event commits. Errors (and then
+ * @done is never called): -EINVAL, -ENOMEM, -ESHUTDOWN (DB_CLOSED). db_close
+ * runs every queued job, completions included, before it returns.
+ */
+typedef void (*db_done_fn)(void *arg, int result, const struct sealvm_err *err);
+int db_write_async(struct sealvm_db *db, db_job_fn fn, void *userdata, unsigned flags,
+		   db_done_fn done, void *done_arg, struct sealvm_err *err);
+
+/*
  * A number that changes after every batch that ran a job without
  * DB_JOB_APPEND_ONLY — once that batch has committed or rolled back. A cache
  * of rows stamps each entry with the generation it read BEFORE reading the

@@ -79,6 +79,15 @@ enum {
 	HTTP_ROUTE_PUBLIC = 1 << 0,   /* no authentication (token endpoint, health, public keys) */
 	HTTP_ROUTE_FORM = 1 << 1,     /* body is application/x-www-form-urlencoded, not JSON */
 	HTTP_ROUTE_NO_AUDIT = 1 << 2, /* /healthz only */
+	/*
+	 * The resolver and handler never wait for a write of their own (reads,
+	 * wrap/unwrap): they run on libmicrohttpd's few I/O threads, and while the
+	 * request's audit event commits its connection is suspended instead of a
+	 * thread parked (hooks.audit_async). Routes without it run on the
+	 * server's handler pool (limits.threads), where waiting costs a thread of
+	 * the pool, not an I/O thread.
+	 */
+	HTTP_ROUTE_NONBLOCKING = 1 << 3,
 };
 
 /*
@@ -138,7 +147,23 @@ struct http_hooks {
 	int (*audit_in_job)(struct http_request *req, struct sqlite3 *conn, int status, void *ctx,
 			    struct sealvm_err *err);
 	void *ctx;
+	/*
+	 * The same event as @audit, without waiting for it, for a request on an
+	 * HTTP_ROUTE_NONBLOCKING route. Returns 1 when the event went to the
+	 * database asynchronously: the hook called http_request_audit_wait(req)
+	 * before handing it over, and calls (from any thread, once)
+	 * http_request_audit_done(req, result, err) when it has committed or
+	 * failed. Returns 0 or a negative errno, as @audit, when it recorded the
+	 * event (or failed to) synchronously. NULL: @audit is used.
+	 */
+	int (*audit_async)(struct http_request *req, int status, const struct sealvm_err *failure,
+			   void *ctx, struct sealvm_err *err);
 };
+
+/* For hooks.audit_async: the request waits for its event (its connection is suspended). */
+void http_request_audit_wait(struct http_request *req);
+/* For hooks.audit_async: the event is durable (@result >= 0) or failed (the answer becomes 503). */
+void http_request_audit_done(struct http_request *req, int result, const struct sealvm_err *err);
 
 /* Accessors for handlers, resolvers and hooks. Strings live as long as the request. */
 const char *http_request_method(const struct http_request *req);
@@ -202,7 +227,8 @@ struct http_limits {
 	unsigned max_per_ip;	       /* 0 = 256 */
 	unsigned connection_timeout_s; /* 0 = 30 */
 	size_t max_header_bytes;       /* 0 = 16 KiB */
-	unsigned threads;	       /* 0 = online CPUs */
+	unsigned threads; /* handler pool (API) or libmicrohttpd threads; 0 = online CPUs */
+	unsigned workers; /* API: libmicrohttpd's I/O threads; 0 = online CPUs, at least 2 */
 	/*
 	 * Requests that fail without credentials, per source address and window:
 	 * beyond unauth_max their access-log lines (http_access_log) — and on the

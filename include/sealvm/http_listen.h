@@ -43,6 +43,13 @@ struct http_listener_config {
 	MHD_RequestCompletedCallback completed;
 	void *(*uri)(void *cls, const char *uri, struct MHD_Connection *conn);
 	void *cls;
+	/*
+	 * libmicrohttpd's own threads; 0: limits.threads. A front end that
+	 * runs its handlers elsewhere (suspending the connection meanwhile) needs
+	 * only a few, and sets @suspend to allow MHD_suspend_connection.
+	 */
+	unsigned io_threads;
+	bool suspend;
 };
 
 /*
@@ -82,9 +89,15 @@ const struct http_limits *http_listener_limits(const struct http_listener *l);
 bool http_listener_stopping(const struct http_listener *l);
 
 /*
- * Stops accepting, lets requests in flight finish (their answers go out; at
- * most limits.connection_timeout_s is waited), stops the daemon, frees. NULL
- * is fine.
+ * Stops accepting and lets requests in flight finish (their answers go out;
+ * at most limits.connection_timeout_s is waited); the daemon keeps running for
+ * what is left. Once is enough; http_listener_stop does it too.
+ */
+void http_listener_drain(struct http_listener *l);
+
+/*
+ * http_listener_drain, then stops the daemon and frees. NULL is fine. A
+ * front end that suspends connections resumes every one before this.
  */
 void http_listener_stop(struct http_listener *l);
 

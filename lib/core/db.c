@@ -56,7 +56,9 @@ struct db_job {
 	unsigned flags; /* DB_JOB_* */
 	int result;
 	struct sealvm_err err;
-	uint32_t done; /* futex word: 0 waiting, 1 done */
+	uint32_t done;	    /* futex word: 0 waiting, 1 done */
+	db_done_fn done_fn; /* db_write_async: called instead of waking a waiter */
+	void *done_arg;
 	struct db_job *next;
 };
 
@@ -903,6 +905,44 @@ static void writer_catch_up(struct sealvm_db *db)
 	pthread_mutex_unlock(&db->clock);
 }
 
+/* A caller's job is done with: the last one out while closing lets db_close go on. */
+static void caller_left(struct sealvm_db *db)
+{
+	if (__atomic_sub_fetch(&db->callers, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&db->stopping, __ATOMIC_SEQ_CST)) {
+		pthread_mutex_lock(&db->lock);
+		pthread_cond_signal(&db->drained);
+		pthread_mutex_unlock(&db->lock);
+	}
+}
+
+/* Queues @job for the writer; the number of jobs then waiting, or 0 when closing (@err set). */
+static size_t enqueue(struct sealvm_db *db, struct db_job *job, struct sealvm_err *err)
+{
+	size_t waiting;
+	pthread_mutex_lock(&db->lock);
+	if (db->stopping) {
+		/* Format while the handle is certainly alive. */
+		sealvm_err_set(err, -ESHUTDOWN, "DB_CLOSED",
+			       "the database %s is closing: the write was not run", db->path);
+		pthread_mutex_unlock(&db->lock);
+		return 0;
+	}
+	__atomic_add_fetch(&db->callers, 1, __ATOMIC_SEQ_CST);
+	if (db->tail)
+		db->tail->next = job;
+	else
+		db->head = job;
+	db->tail = job;
+	waiting = ++db->queued;
+	if (db->writer_idle)
+		pthread_cond_signal(&db->work);
+	pthread_mutex_unlock(&db->lock);
+	if (db->on_queued)
+		db->on_queued(db->on_queued_arg, waiting);
+	return waiting;
+}
+
 static void *writer_main(void *arg)
 {
 	struct sealvm_db *db = arg;
@@ -951,7 +991,14 @@ static void *writer_main(void *arg)
 			 * lands on reused stack is spurious, and every futex waiter loops.
 			 * The counters are current before anyone wakes.
 			 */
-			uint32_t *word = &db->batch[i]->done;
+			struct db_job *job = db->batch[i];
+			if (job->done_fn) {
+				job->done_fn(job->done_arg, job->result, &job->err);
+				free(job);
+				caller_left(db);
+				continue;
+			}
+			uint32_t *word = &job->done;
 			__atomic_store_n(word, 1, __ATOMIC_RELEASE);
 			futex_wake(word);
 		}
@@ -979,7 +1026,6 @@ int db_write_flags(struct sealvm_db *db, db_job_fn fn, void *userdata, unsigned 
 		.userdata = userdata,
 		.flags = flags,
 	};
-	size_t waiting;
 
 	if (!db || !fn)
 		return sealvm_err_set(err, -EINVAL, "INVALID_ARGUMENT", "db_write without a job");
@@ -987,41 +1033,39 @@ int db_write_flags(struct sealvm_db *db, db_job_fn fn, void *userdata, unsigned 
 		return sealvm_err_set(
 			err, -EDEADLK, "DB_WRITE_IN_JOB",
 			"db_write called from inside a write job: it would wait for itself");
-	pthread_mutex_lock(&db->lock);
-	if (db->stopping) {
-		/* Format while the handle is certainly alive. */
-		int r = sealvm_err_set(err, -ESHUTDOWN, "DB_CLOSED",
-				       "the database %s is closing: the write was not run",
-				       db->path);
-		pthread_mutex_unlock(&db->lock);
-		return r;
-	}
-	__atomic_add_fetch(&db->callers, 1, __ATOMIC_SEQ_CST);
-	if (db->tail)
-		db->tail->next = &job;
-	else
-		db->head = &job;
-	db->tail = &job;
-	waiting = ++db->queued;
-	if (db->writer_idle)
-		pthread_cond_signal(&db->work);
-	pthread_mutex_unlock(&db->lock);
-
-	if (db->on_queued)
-		db->on_queued(db->on_queued_arg, waiting);
+	if (enqueue(db, &job, err) == 0)
+		return err && err->code ? err->code : -ESHUTDOWN;
 
 	while (!__atomic_load_n(&job.done, __ATOMIC_ACQUIRE))
 		futex_wait(&job.done, 0);
-	if (__atomic_sub_fetch(&db->callers, 1, __ATOMIC_SEQ_CST) == 0 &&
-	    __atomic_load_n(&db->stopping, __ATOMIC_SEQ_CST)) {
-		pthread_mutex_lock(&db->lock);
-		pthread_cond_signal(&db->drained);
-		pthread_mutex_unlock(&db->lock);
-	}
+	caller_left(db);
 
 	if (job.result < 0 && err && err->code == 0)
 		*err = job.err;
 	return job.result;
+}
+
+int db_write_async(struct sealvm_db *db, db_job_fn fn, void *userdata, unsigned flags,
+		   db_done_fn done, void *done_arg, struct sealvm_err *err)
+{
+	if (!db || !fn || !done)
+		return sealvm_err_set(err, -EINVAL, "INVALID_ARGUMENT",
+				      "db_write_async without a job or a completion");
+	struct db_job *job = calloc(1, sizeof(*job));
+	if (!job)
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory for a write job");
+	*job = (struct db_job){
+		.fn = fn,
+		.userdata = userdata,
+		.flags = flags,
+		.done_fn = done,
+		.done_arg = done_arg,
+	};
+	if (enqueue(db, job, err) == 0) {
+		free(job);
+		return err && err->code ? err->code : -ESHUTDOWN;
+	}
+	return 0;
 }
 
 /* --- readers ----------------------------------------------------------------- */

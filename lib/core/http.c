@@ -167,6 +167,76 @@ static bool request_has_body(const struct http_request *req)
 	return http_request_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
+/* ---- the handler pool ------------------------------------------------------- */
+
+static void pool_push(struct http_server *srv, struct http_request *req)
+{
+	req->pool_next = NULL;
+	pthread_mutex_lock(&srv->pool_lock);
+	if (srv->pool_tail)
+		srv->pool_tail->pool_next = req;
+	else
+		srv->pool_head = req;
+	srv->pool_tail = req;
+	pthread_cond_signal(&srv->pool_work);
+	pthread_mutex_unlock(&srv->pool_lock);
+}
+
+/* Runs the ladder of each request handed over, then resumes its connection. */
+static void *pool_main(void *arg)
+{
+	struct http_server *srv = arg;
+	pthread_mutex_lock(&srv->pool_lock);
+	for (;;) {
+		while (!srv->pool_head && !srv->pool_stop)
+			pthread_cond_wait(&srv->pool_work, &srv->pool_lock);
+		struct http_request *req = srv->pool_head;
+		if (!req)
+			break; /* stopping, and nothing is left */
+		srv->pool_head = req->pool_next;
+		if (!srv->pool_head)
+			srv->pool_tail = NULL;
+		pthread_mutex_unlock(&srv->pool_lock);
+
+		http_ladder_finish(req, &req->pending);
+		MHD_resume_connection(req->conn);
+		/* The request may be gone from here on: the stop waits for the count. */
+		atomic_fetch_sub(&srv->suspended, 1);
+
+		pthread_mutex_lock(&srv->pool_lock);
+	}
+	pthread_mutex_unlock(&srv->pool_lock);
+	return NULL;
+}
+
+static void pool_stop(struct http_server *srv)
+{
+	pthread_mutex_lock(&srv->pool_lock);
+	srv->pool_stop = true;
+	pthread_cond_broadcast(&srv->pool_work);
+	pthread_mutex_unlock(&srv->pool_lock);
+	for (unsigned i = 0; i < srv->n_pool_threads; i++)
+		pthread_join(srv->pool_threads[i], NULL);
+	srv->n_pool_threads = 0;
+}
+
+static int pool_start(struct http_server *srv, unsigned n, struct sealvm_err *err)
+{
+	srv->pool_threads = calloc(n, sizeof(*srv->pool_threads));
+	if (!srv->pool_threads)
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	for (unsigned i = 0; i < n; i++) {
+		int e = pthread_create(&srv->pool_threads[i], NULL, pool_main, srv);
+		if (e != 0) {
+			pool_stop(srv);
+			return sealvm_err_set_errno(err, -e, "THREAD_FAILED",
+						    "cannot start the handler pool");
+		}
+		srv->n_pool_threads++;
+	}
+	return 0;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
 				 const char *method, const char *version, const char *upload_data,
 				 size_t *upload_data_size, void **con_cls)
@@ -219,7 +289,34 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		memset(&req->early, 0, sizeof(req->early));
 		return send_response(req, &resp);
 	}
+	switch (req->phase) {
+	case HTTP_PHASE_POOLED: /* resumed: the pool ran the ladder */
+	case HTTP_PHASE_AUDIT:	/* resumed: the event committed, or failed */
+		resp = req->pending;
+		memset(&req->pending, 0, sizeof(req->pending));
+		if (req->phase == HTTP_PHASE_AUDIT && req->audit_result < 0)
+			http_ladder_audit_failed(req, &resp, req->audit_result, &req->audit_err);
+		req->phase = HTTP_PHASE_RUNNING;
+		return send_response(req, &resp);
+	case HTTP_PHASE_RUNNING:
+		break;
+	}
+	struct http_server *srv = cls;
+	if (srv->n_pool_threads && !(req->route->flags & HTTP_ROUTE_NONBLOCKING)) {
+		/* A handler that may wait for a write waits on a thread of the pool. */
+		req->phase = HTTP_PHASE_POOLED;
+		atomic_fetch_add(&srv->suspended, 1);
+		MHD_suspend_connection(conn);
+		pool_push(srv, req);
+		return MHD_YES;
+	}
+	req->may_suspend = srv->n_pool_threads > 0;
 	http_ladder_finish(req, &resp);
+	if (req->phase == HTTP_PHASE_AUDIT) {
+		/* Resumed by http_request_audit_done, not before this returns. */
+		req->pending = resp;
+		return MHD_YES;
+	}
 	return send_response(req, &resp);
 }
 
@@ -268,6 +365,10 @@ static void server_free(struct http_server *srv)
 {
 	if (!srv)
 		return;
+	pool_stop(srv);
+	free(srv->pool_threads);
+	pthread_cond_destroy(&srv->pool_work);
+	pthread_mutex_destroy(&srv->pool_lock);
 	free(srv->routes);
 	free(srv);
 }
@@ -299,11 +400,28 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	pthread_mutex_init(&srv->pool_lock, NULL);
+	pthread_cond_init(&srv->pool_work, NULL);
 	srv->cfg = *cfg;
 	http_limits_defaults(&srv->cfg.limits, 0);
 
 	r = http_routes_compile(srv, err);
 	if (r < 0)
+		return r;
+
+	/*
+	 * With an asynchronous audit hook, libmicrohttpd's threads only do I/O
+	 * and the ladders that never wait; the others run on the handler pool.
+	 * Without one, every ladder runs on libmicrohttpd's threads, as many as
+	 * limits.threads.
+	 */
+	bool pooled = cfg->hooks.audit_async != NULL;
+	unsigned workers = srv->cfg.limits.workers;
+	if (!workers) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		workers = (unsigned)MAX(n > 0 ? MIN(n, 64) : 1, 2);
+	}
+	if (pooled && (r = pool_start(srv, srv->cfg.limits.threads, err)) < 0)
 		return r;
 
 	struct http_listener_config lc = {
@@ -323,6 +441,8 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 		.completed = on_completed,
 		.uri = on_uri,
 		.cls = srv,
+		.io_threads = pooled ? workers : 0,
+		.suspend = pooled,
 	};
 	r = http_listener_start(&lc, &srv->listener, err);
 	if (r < 0)
@@ -340,6 +460,19 @@ void http_server_stop(struct http_server *srv)
 {
 	if (!srv)
 		return;
+	http_listener_drain(srv->listener);
+	/*
+	 * A suspended connection is resumed by the pool or by its event's commit;
+	 * libmicrohttpd must not free it before. Both finish on their own (the
+	 * database runs every queued job), so this waits without a deadline.
+	 */
+	for (unsigned i = 0; atomic_load(&srv->suspended) > 0; i++) {
+		if (i == 500)
+			log_warning("http: still waiting for %u suspended request(s) to finish",
+				    atomic_load(&srv->suspended));
+		usleep(10 * 1000);
+	}
+	pool_stop(srv);
 	http_listener_stop(srv->listener);
 	server_free(srv);
 }

@@ -42,6 +42,22 @@ struct http_server {
 	struct http_server_config cfg; /* copied, limits filled; services and hooks are borrowed */
 	struct http_compiled_route *routes;
 	size_t n_routes;
+
+	/* The handler pool: requests on routes that may wait for a write. */
+	pthread_mutex_t pool_lock;
+	pthread_cond_t pool_work;
+	struct http_request *pool_head, *pool_tail;
+	bool pool_stop;
+	pthread_t *pool_threads;
+	unsigned n_pool_threads;
+	atomic_uint suspended; /* connections suspended and not yet resumed */
+};
+
+/* Where a request is while its connection is suspended. */
+enum http_phase {
+	HTTP_PHASE_RUNNING, /* on the thread libmicrohttpd called us on */
+	HTTP_PHASE_POOLED,  /* the handler pool runs its ladder; the answer is in ->pending */
+	HTTP_PHASE_AUDIT,   /* its event commits; the answer is in ->pending */
 };
 
 struct http_request {
@@ -90,6 +106,13 @@ struct http_request {
 	struct http_response early;
 	bool has_early;
 
+	enum http_phase phase;
+	bool may_suspend; /* the ladder may audit asynchronously (hooks.audit_async) */
+	struct http_response pending;
+	int audit_result;
+	struct sealvm_err audit_err;
+	struct http_request *pool_next;
+
 	int status;	  /* what we queued, 0 while none */
 	size_t bytes_out; /* body bytes of what we queued */
 	struct timespec t0;
@@ -112,6 +135,12 @@ int http_ladder_begin(struct http_request *req, struct http_response *resp);
  * the answer waits for the end of the body (which is then read and dropped).
  */
 int http_ladder_body(struct http_request *req, const char *data, size_t len);
+/*
+ * The answer when an asynchronous audit event failed: @resp (the handler's)
+ * is dropped and becomes the 503 AUDIT_UNAVAILABLE, as in the synchronous case.
+ */
+void http_ladder_audit_failed(struct http_request *req, struct http_response *resp, int code,
+			      const struct sealvm_err *aerr);
 /* The rest of the ladder, once the body is in: always fills @resp. */
 void http_ladder_finish(struct http_request *req, struct http_response *resp);
 /* Frees what a response owns, and zeroes it. */

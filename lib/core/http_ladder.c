@@ -187,18 +187,45 @@ static int ladder_audit(struct http_request *req, struct http_response *resp, in
 	if (req->audited || (req->route && (req->route->flags & HTTP_ROUTE_NO_AUDIT)))
 		return 0;
 	req->audited = true; /* once, whatever happens next */
-	int r = h->audit(req, status, failure, h->ctx, &aerr);
+	int r = req->may_suspend && h->audit_async
+			? h->audit_async(req, status, failure, h->ctx, &aerr)
+			: h->audit(req, status, failure, h->ctx, &aerr);
 	if (r >= 0)
-		return 0;
+		return 0; /* 1: the answer waits for http_request_audit_done */
+	http_ladder_audit_failed(req, resp, r, &aerr);
+	return -EIO;
+}
+
+void http_ladder_audit_failed(struct http_request *req, struct http_response *resp, int code,
+			      const struct sealvm_err *aerr)
+{
 	log_error("request %s: the audit event could not be written (%s: %s); answering 503",
-		  req->id, aerr.reason[0] ? aerr.reason : sealvm_err_reason_for(r), aerr.message);
+		  req->id, aerr->reason[0] ? aerr->reason : sealvm_err_reason_for(code),
+		  aerr->message);
 	struct sealvm_err e = SEALVM_ERR_INIT;
 	sealvm_err_set(&e, -EIO, "AUDIT_UNAVAILABLE",
 		       "the audit event for this request could not be written, so the request was "
 		       "refused; retry later");
 	format_error(req, 503, &e, resp);
 	resp->status = 503;
-	return -EIO;
+}
+
+void http_request_audit_wait(struct http_request *req)
+{
+	req->phase = HTTP_PHASE_AUDIT;
+	atomic_fetch_add(&req->srv->suspended, 1);
+	MHD_suspend_connection(req->conn);
+}
+
+void http_request_audit_done(struct http_request *req, int result, const struct sealvm_err *err)
+{
+	struct http_server *srv = req->srv;
+	req->audit_result = result;
+	if (result < 0 && err)
+		req->audit_err = *err;
+	MHD_resume_connection(req->conn);
+	/* The last touch of the request on this thread: the stop waits for the count. */
+	atomic_fetch_sub(&srv->suspended, 1);
 }
 
 /* An error answer for @status, audited. */
@@ -931,6 +958,7 @@ void http_request_free(struct http_request *req)
 		return;
 	free(req->body);
 	http_response_done(&req->early);
+	http_response_done(&req->pending); /* a connection that went away while suspended */
 	json_decref(req->audit_request_data);
 	json_decref(req->audit_response_data);
 	if (req->kept_release)

@@ -348,6 +348,8 @@ int http_listener_start(const struct http_listener_config *cfg, struct http_list
 		flags |= MHD_USE_TLS;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (cfg->suspend)
+		flags |= MHD_ALLOW_SUSPEND_RESUME;
 
 	struct MHD_OptionItem opts[24];
 	size_t k = 0;
@@ -365,8 +367,9 @@ int http_listener_start(const struct http_listener_config *cfg, struct http_list
 	OPT(MHD_OPTION_URI_LOG_CALLBACK, on_uri, l);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, l);
 	OPT(MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL);
-	if (lim->threads > 1)
-		OPT(MHD_OPTION_THREAD_POOL_SIZE, lim->threads, NULL);
+	unsigned io = cfg->io_threads ? cfg->io_threads : lim->threads;
+	if (io > 1)
+		OPT(MHD_OPTION_THREAD_POOL_SIZE, io, NULL);
 	if (tls) {
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls_cert);
 		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls_key->data);
@@ -415,11 +418,10 @@ bool http_listener_stopping(const struct http_listener *l)
 	return l && atomic_load(&((struct http_listener *)l)->stopping);
 }
 
-void http_listener_stop(struct http_listener *l)
+void http_listener_drain(struct http_listener *l)
 {
-	if (!l)
+	if (!l || atomic_exchange(&l->stopping, true))
 		return;
-	atomic_store(&l->stopping, true);
 	MHD_socket fd = MHD_quiesce_daemon(l->daemon);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
@@ -450,6 +452,13 @@ void http_listener_stop(struct http_listener *l)
 	if (atomic_load(&l->in_flight) > 0)
 		log_warning("%s: stopping with %u request(s) still in flight", l->what,
 			    atomic_load(&l->in_flight));
+}
+
+void http_listener_stop(struct http_listener *l)
+{
+	if (!l)
+		return;
+	http_listener_drain(l);
 	MHD_stop_daemon(l->daemon);
 	/* what the bound left out since the last line of each source */
 	if (l->log_bound)

@@ -471,9 +471,10 @@ static int handle_delete(struct http_request *req, struct http_response *resp, v
 static const struct http_route access_routes[] = {
 	{"POST", "/v1/policies", handle_create, NULL, "iam.policy.create", "iam-am.policy.create",
 	 POLICY_BODY_MAX, 0},
-	{"GET", "/v1/policies", handle_list, NULL, "iam.policy.list", "iam-am.policy.list", 0, 0},
+	{"GET", "/v1/policies", handle_list, NULL, "iam.policy.list", "iam-am.policy.list", 0,
+	 HTTP_ROUTE_NONBLOCKING},
 	{"GET", "/v1/policies/{id}", handle_get, resolve_policy, "iam.policy.read",
-	 "iam-am.policy.read", 0, 0},
+	 "iam-am.policy.read", 0, HTTP_ROUTE_NONBLOCKING},
 	{"PUT", "/v1/policies/{id}", handle_replace, resolve_policy, "iam.policy.update",
 	 "iam-am.policy.update", POLICY_BODY_MAX, 0},
 	{"DELETE", "/v1/policies/{id}", handle_delete, resolve_policy, "iam.policy.delete",
