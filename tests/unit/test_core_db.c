@@ -1197,6 +1197,60 @@ static void test_crash_keeps_acknowledged(void **state)
 
 /* --- error translation ------------------------------------------------------- */
 
+/* --- writes without waiting ------------------------------------------------------ */
+
+struct async_done {
+	atomic_int calls;
+	atomic_int result;
+	char reason[64];
+	pthread_t thread;
+};
+
+static void on_async_done(void *arg, int result, const struct sealvm_err *err)
+{
+	struct async_done *d = arg;
+	d->result = result;
+	snprintf(d->reason, sizeof(d->reason), "%s", result < 0 && err ? err->reason : "");
+	d->thread = pthread_self();
+	d->calls++;
+}
+
+static void test_write_async(void **state)
+{
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	struct sealvm_db *db = open_test_db("a.db", 2, 0);
+	struct rows_job ok = {.job = 1, .nrows = 2, .ret = 5};
+	struct rows_job bad = {.job = 2, .nrows = 1, .fail = -EINVAL};
+	struct async_done d_ok = {0}, d_bad = {0};
+	struct writer_thread gate_w;
+	struct gate g = GATE_INIT;
+
+	/* Both queue behind a gate, so all three share one batch; the failing one alone rolls back.
+	 */
+	gate_start(&gate_w, &g, db);
+	size_t before = queued_now();
+	assert_int_equal(db_write_async(db, job_rows, &ok, 0, on_async_done, &d_ok, &err), 0);
+	assert_int_equal(db_write_async(db, job_rows, &bad, 0, on_async_done, &d_bad, &err), 0);
+	wait_queued(before + 2);
+	assert_int_equal(d_ok.calls + d_bad.calls, 0); /* nothing runs before the writer does */
+	gate_open(&g);
+	writer_join(&gate_w);
+	/* Completions may still run after the gate returns; db_close waits for them. */
+	db_close(db);
+	assert_int_equal(d_ok.calls, 1);
+	assert_int_equal(d_ok.result, 5);
+	assert_int_equal(d_bad.calls, 1);
+	assert_int_equal(d_bad.result, -EINVAL);
+	assert_string_equal(d_bad.reason, "TEST_FAIL");
+	assert_false(pthread_equal(d_ok.thread, pthread_self()));
+
+	db = open_test_db("a.db", 2, 0);
+	assert_int_equal(rows_of(db, 1), 2);
+	assert_int_equal(rows_of(db, 2), 0);
+	assert_int_equal(db_write_async(db, NULL, NULL, 0, on_async_done, &d_ok, &err), -EINVAL);
+	db_close(db);
+}
+
 /* --- the state generation and the row cache ------------------------------------ */
 
 static void test_state_generation(void **state)
@@ -1425,6 +1479,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_keeps_acknowledged, setup, teardown),
 		cmocka_unit_test(test_db_error_mapping),
+		cmocka_unit_test_setup_teardown(test_write_async, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_generation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rowcache_follows_writes, setup, teardown),
 		cmocka_unit_test(test_rowcache_slots),

@@ -76,6 +76,58 @@ static int fake_audit(struct http_request *req, int status, const struct sealvm_
 	return 0;
 }
 
+/*
+ * The asynchronous audit hook (the second run of the suite): the same
+ * bookkeeping, then the completion comes from another thread, as the
+ * database writer's would — after a delay while calls.audit_delay is set.
+ */
+static atomic_bool async_mode;
+static atomic_int audit_async_calls;
+static atomic_bool audit_delay, audit_delayed_entered;
+
+struct completion {
+	struct http_request *req;
+	bool fail;
+	bool delay;
+};
+
+static void *complete_later(void *p)
+{
+	struct completion *c = p;
+	struct sealvm_err e = SEALVM_ERR_INIT;
+	if (c->delay) {
+		audit_delayed_entered = true;
+		usleep(300 * 1000);
+	}
+	if (c->fail)
+		sealvm_err_set(&e, -EIO, "DB_DOWN", "the database is gone");
+	http_request_audit_done(c->req, c->fail ? -EIO : 0, &e);
+	free(c);
+	return NULL;
+}
+
+static int fake_audit_async(struct http_request *req, int status, const struct sealvm_err *failure,
+			    void *ctx, struct sealvm_err *err)
+{
+	calls.audit++;
+	audit_async_calls++;
+	calls.audit_status = status;
+	calls.audit_saw_route = http_request_route(req) != NULL;
+	struct completion *c = malloc(sizeof(*c));
+	pthread_t t;
+	if (!c)
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory");
+	*c = (struct completion){req, calls.audit_fails, audit_delay};
+	http_request_audit_wait(req);
+	if (pthread_create(&t, NULL, complete_later, c) != 0) {
+		c->delay = false;
+		complete_later(c);
+		return 1;
+	}
+	pthread_detach(t);
+	return 1;
+}
+
 static int fake_audit_in_job(struct http_request *req, struct sqlite3 *conn, int status, void *ctx,
 			     struct sealvm_err *err)
 {
@@ -258,7 +310,8 @@ static int h_owned(struct http_request *req, struct http_response *resp, void *c
 static const struct http_route fake_routes[] = {
 	{"GET", "/v1/things", h_list, NULL, "fake.thing.list", "fake.thing.list", 0, 0},
 	{"POST", "/v1/things", h_create, NULL, "fake.thing.create", "fake.thing.create", 64, 0},
-	{"GET", "/v1/things/{id}", h_thing, NULL, "fake.thing.read", "fake.thing.read", 0, 0},
+	{"GET", "/v1/things/{id}", h_thing, NULL, "fake.thing.read", "fake.thing.read", 0,
+	 HTTP_ROUTE_NONBLOCKING},
 	{"DELETE", "/v1/things/{id}", h_delete, NULL, "fake.thing.delete", "fake.thing.delete", 0,
 	 0},
 	{"GET", "/v1/things/special", h_special, NULL, "fake.thing.read", "fake.thing.read", 0, 0},
@@ -268,6 +321,7 @@ static const struct http_route fake_routes[] = {
 	{"GET", "/v1/raw/{id}", h_thing, NULL, "fake.thing.read", "fake.thing.read", 0, 0},
 	{"GET", "/v1/fail/{code}", h_fail, NULL, "fake.fail", "fake.fail", 0, 0},
 	{"GET", "/v1/slow", h_slow, NULL, "fake.slow", "fake.slow", 0, 0},
+	{"GET", "/v1/quick", h_health, NULL, "fake.quick", "fake.quick", 0, HTTP_ROUTE_NONBLOCKING},
 	{"POST", "/v1/in-job", h_in_job, NULL, "fake.injob", "fake.injob", 0, 0},
 	{"POST", "/v1/audited", h_audited, NULL, "fake.audited", "fake.audited", 1024, 0},
 	{"POST", "/public/form", h_form, NULL, NULL, "fake.form", 1024,
@@ -315,6 +369,10 @@ static struct http_server_config base_config(void)
 		.n_services = 2,
 		.hooks = {fake_authenticate, fake_authorize, fake_audit, fake_audit_in_job, NULL},
 	};
+	if (async_mode) {
+		cfg.hooks.audit_async = fake_audit_async;
+		cfg.limits.workers = 2;
+	}
 	return cfg;
 }
 
@@ -332,6 +390,12 @@ static int group_setup(void **state)
 	}
 	port = http_server_port(srv);
 	return port ? 0 : -1;
+}
+
+static int group_setup_async(void **state)
+{
+	async_mode = true;
+	return group_setup(state);
 }
 
 static int group_teardown(void **state)
@@ -1050,6 +1114,69 @@ static void test_graceful_stop(void **state)
 	assert_int_not_equal(r.rc, CURLE_OK);
 }
 
+struct quick_arg {
+	uint16_t port;
+	struct reply r;
+};
+
+static void *quick_client(void *p)
+{
+	struct quick_arg *a = p;
+	request_on(a->port, false, "GET", "/v1/quick", AUTH_GOOD, NULL, 0, PLAIN, &a->r);
+	return NULL;
+}
+
+/*
+ * Suspended connections: a read's answer waits for its event, the stop waits
+ * for a suspended request (libmicrohttpd must not free it under its
+ * completion), and a failed event is a 503 — the handler's answer never goes out.
+ */
+static void test_async_audit(void **state)
+{
+	struct http_server_config cfg = base_config();
+	struct http_server *s = NULL;
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	struct reply r;
+	pthread_t t;
+
+	int before = audit_async_calls;
+	request("GET", "/v1/things/a1", AUTH_GOOD, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(audit_async_calls, before + 1);
+	/* A route that may wait for a write runs on the pool, with the synchronous hook. */
+	before = audit_async_calls;
+	request("GET", "/v1/things", AUTH_GOOD, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(audit_async_calls, before);
+	/* Failures on a non-blocking route are recorded asynchronously too. */
+	before = audit_async_calls;
+	request("GET", "/v1/quick", NULL, NULL, &r);
+	assert_int_equal(r.status, 401);
+	assert_int_equal(audit_async_calls, before + 1);
+
+	calls.audit_fails = true;
+	request("GET", "/v1/things/a2", AUTH_GOOD, NULL, &r);
+	calls.audit_fails = false;
+	assert_int_equal(r.status, 503);
+	assert_string_equal(error_reason(&r), "AUDIT_UNAVAILABLE");
+	assert_null(strstr(r.body, "a2"));
+
+	/* A stop while an event is pending waits for it, and the answer goes out. */
+	assert_int_equal(http_server_start(&cfg, &s, &err), 0);
+	struct quick_arg a = {.port = http_server_port(s)};
+	audit_delayed_entered = false;
+	audit_delay = true;
+	assert_int_equal(pthread_create(&t, NULL, quick_client, &a), 0);
+	while (!audit_delayed_entered)
+		usleep(1000);
+	http_server_stop(s);
+	audit_delay = false;
+	pthread_join(t, NULL);
+	assert_int_equal(a.r.rc, CURLE_OK);
+	assert_int_equal(a.r.status, 200);
+	assert_string_equal(a.r.body, "{\"status\":\"ok\"}");
+}
+
 #define N_THREADS 8
 #define PER_THREAD 25
 
@@ -1247,5 +1374,19 @@ int main(void)
 		cmocka_unit_test(test_header_too_large),
 		cmocka_unit_test(test_tls),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	/* The asynchronous run adds what only it has. */
+	struct CMUnitTest async_tests[ELEMENTSOF(tests) + 1];
+	memcpy(async_tests, tests, sizeof(tests));
+	async_tests[ELEMENTSOF(tests)] = (struct CMUnitTest)cmocka_unit_test(test_async_audit);
+	/*
+	 * Twice: every ladder on libmicrohttpd's threads with a synchronous audit
+	 * hook; then with an asynchronous one, where non-blocking routes suspend
+	 * their connection for the event and the others run on the handler pool.
+	 */
+	int failed = cmocka_run_group_tests_name("synchronous audit", tests, group_setup,
+						 group_teardown);
+	failed +=
+		_cmocka_run_group_tests("asynchronous audit, handler pool", async_tests,
+					ELEMENTSOF(async_tests), group_setup_async, group_teardown);
+	return failed;
 }
