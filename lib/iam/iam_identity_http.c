@@ -907,7 +907,7 @@ static int h_apikey_unlock(struct http_request *req, struct http_response *resp,
  */
 static const struct http_route identity_routes[] = {
 	{"POST", "/identity/token", h_token, NULL, "iam-identity.apikey.login",
-	 "iam-identity.apikey.login", FORM_BODY_MAX, PUBLIC | FORM},
+	 "iam-identity.apikey.login", FORM_BODY_MAX, PUBLIC | FORM | HTTP_ROUTE_NONBLOCKING},
 	{"GET", "/identity/keys", h_keys, NULL, "iam-identity.keys.read", "iam-identity.keys.read",
 	 0, PUBLIC | HTTP_ROUTE_NONBLOCKING},
 
