@@ -175,7 +175,9 @@ static int hook_audit(struct http_request *req, int status, const struct sealvm_
  * The same event without holding a thread (routes marked
  * HTTP_ROUTE_NONBLOCKING): built here, chained and stored by the writer
  * while the connection is suspended; the answer goes out once it is durable.
- * The operator's trail (no account) keeps the synchronous, bounded path.
+ * The operator's trail (no account) is bounded first, as in hook_audit (a
+ * pending aggregate count is written synchronously, at most once per source
+ * and window); each event it admits goes the same way.
  */
 struct async_audit {
 	struct sealvmd *d;
@@ -206,15 +208,21 @@ static void async_audit_done(void *arg, int result, const struct sealvm_err *err
 static int hook_audit_async(struct http_request *req, int status, const struct sealvm_err *failure,
 			    void *ctx, struct sealvm_err *err)
 {
+	struct sealvmd *d = ctx;
 	struct audit_event ev;
 	event_from(req, status, failure, &ev);
-	if (!ev.account_id)
-		return hook_audit(req, status, failure, ctx, err);
+	if (!ev.account_id) {
+		/* The operator's trail, bounded as in hook_audit; what is admitted goes async. */
+		const char *src = http_request_remote(req) ? http_request_remote(req) : "-";
+		int r = audit_unauth_admit(&d->unauth, src, http_request_id(req), err);
+		if (r <= 0)
+			return r;
+	}
 
 	struct async_audit *a = calloc(1, sizeof(*a));
 	if (!a)
 		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory for the audit event");
-	a->d = ctx;
+	a->d = d;
 	a->req = req;
 	snprintf(a->action, sizeof(a->action), "%s", ev.action);
 	int r = audit_record_new(&ev, &a->rec, err);
