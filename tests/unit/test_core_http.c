@@ -1077,15 +1077,17 @@ static void test_route_table_checks(void **state)
 	assert_string_equal(err.reason, "HOOKS_MISSING");
 }
 
-struct slow_arg {
+/* A GET of @path on its own thread, for tests that stop the server under it. */
+struct client_arg {
 	uint16_t port;
+	const char *path;
 	struct reply r;
 };
 
-static void *slow_client(void *p)
+static void *client_main(void *p)
 {
-	struct slow_arg *a = p;
-	request_on(a->port, false, "GET", "/v1/slow", AUTH_GOOD, NULL, 0, PLAIN, &a->r);
+	struct client_arg *a = p;
+	request_on(a->port, false, "GET", a->path, AUTH_GOOD, NULL, 0, PLAIN, &a->r);
 	return NULL;
 }
 
@@ -1097,9 +1099,9 @@ static void test_graceful_stop(void **state)
 	pthread_t t;
 
 	assert_int_equal(http_server_start(&cfg, &s, &err), 0);
-	struct slow_arg a = {.port = http_server_port(s)};
+	struct client_arg a = {.port = http_server_port(s), .path = "/v1/slow"};
 	calls.slow_entered = false;
-	assert_int_equal(pthread_create(&t, NULL, slow_client, &a), 0);
+	assert_int_equal(pthread_create(&t, NULL, client_main, &a), 0);
 	while (!calls.slow_entered)
 		usleep(1000);
 	http_server_stop(s); /* must wait for the slow handler's answer to go out */
@@ -1112,18 +1114,6 @@ static void test_graceful_stop(void **state)
 	struct reply r;
 	request_on(a.port, false, "GET", "/public/ping", NULL, NULL, 0, PLAIN, &r);
 	assert_int_not_equal(r.rc, CURLE_OK);
-}
-
-struct quick_arg {
-	uint16_t port;
-	struct reply r;
-};
-
-static void *quick_client(void *p)
-{
-	struct quick_arg *a = p;
-	request_on(a->port, false, "GET", "/v1/quick", AUTH_GOOD, NULL, 0, PLAIN, &a->r);
-	return NULL;
 }
 
 /*
@@ -1163,10 +1153,10 @@ static void test_async_audit(void **state)
 
 	/* A stop while an event is pending waits for it, and the answer goes out. */
 	assert_int_equal(http_server_start(&cfg, &s, &err), 0);
-	struct quick_arg a = {.port = http_server_port(s)};
+	struct client_arg a = {.port = http_server_port(s), .path = "/v1/quick"};
 	audit_delayed_entered = false;
 	audit_delay = true;
-	assert_int_equal(pthread_create(&t, NULL, quick_client, &a), 0);
+	assert_int_equal(pthread_create(&t, NULL, client_main, &a), 0);
 	while (!audit_delayed_entered)
 		usleep(1000);
 	http_server_stop(s);
