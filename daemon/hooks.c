@@ -75,16 +75,22 @@ static const char *reason_type(int status)
 	}
 }
 
+/* The request's audit action: its route's, or that of a request no route took. */
+static const char *event_action(struct http_request *req)
+{
+	const struct http_route *route = http_request_route(req);
+	return route && route->audit_action ? route->audit_action : "sealvm.request.unrouted";
+}
+
 /* Fills @ev from the request; strings stay owned by the request. */
 static void event_from(struct http_request *req, int status, const struct sealvm_err *failure,
 		       struct audit_event *ev)
 {
-	const struct http_route *route = http_request_route(req);
 	const struct sealvm_principal *p = http_request_principal(req);
 	const struct http_target *t = http_request_target(req);
 
 	memset(ev, 0, sizeof(*ev));
-	ev->action = route && route->audit_action ? route->audit_action : "sealvm.request.unrouted";
+	ev->action = event_action(req);
 	ev->outcome = status < 400 ? AUDIT_SUCCESS : AUDIT_FAILURE;
 	ev->status = status;
 	ev->reason_type = reason_type(status);
@@ -183,7 +189,6 @@ struct async_audit {
 	struct sealvmd *d;
 	struct http_request *req;
 	struct audit_record *rec;
-	char action[160];
 };
 
 static int async_audit_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
@@ -198,7 +203,7 @@ static void async_audit_done(void *arg, int result, const struct sealvm_err *err
 	struct async_audit *a = arg;
 	struct http_request *req = a->req;
 	if (result < 0)
-		log_error("audit: cannot record %s (request %s): %s", a->action,
+		log_error("audit: cannot record %s (request %s): %s", event_action(req),
 			  http_request_id(req), err && err->message[0] ? err->message : "error");
 	audit_record_free(a->rec);
 	free(a);
@@ -224,7 +229,6 @@ static int hook_audit_async(struct http_request *req, int status, const struct s
 		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory for the audit event");
 	a->d = d;
 	a->req = req;
-	snprintf(a->action, sizeof(a->action), "%s", ev.action);
 	int r = audit_record_new(&ev, &a->rec, err);
 	if (r >= 0) {
 		/* Suspended first: the completion may come before db_write_async returns. */

@@ -55,7 +55,8 @@ struct http_listener_config {
 /*
  * Fills the zero fields of @lim: 1024 connections, 256 per address, 30 s
  * timeout, 16 KiB of headers (at least 4 KiB), and @threads workers (0: one
- * per online CPU); never fewer connections than workers.
+ * per online CPU), I/O workers one per online CPU (at least 2); never fewer
+ * connections than workers.
  */
 void http_limits_defaults(struct http_limits *lim, unsigned threads);
 

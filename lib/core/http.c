@@ -416,11 +416,6 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 	 * limits.threads.
 	 */
 	bool pooled = cfg->hooks.audit_async != NULL;
-	unsigned workers = srv->cfg.limits.workers;
-	if (!workers) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		workers = (unsigned)MAX(n > 0 ? MIN(n, 64) : 1, 2);
-	}
 	if (pooled && (r = pool_start(srv, srv->cfg.limits.threads, err)) < 0)
 		return r;
 
@@ -441,7 +436,7 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 		.completed = on_completed,
 		.uri = on_uri,
 		.cls = srv,
-		.io_threads = pooled ? workers : 0,
+		.io_threads = pooled ? srv->cfg.limits.workers : 0,
 		.suspend = pooled,
 	};
 	r = http_listener_start(&lc, &srv->listener, err);

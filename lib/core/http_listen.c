@@ -69,10 +69,11 @@ void http_limits_defaults(struct http_limits *lim, unsigned threads)
 	lim->max_header_bytes = MAX(lim->max_header_bytes, HTTP_MIN_HEADER_BYTES);
 	if (!lim->threads)
 		lim->threads = threads;
-	if (!lim->threads) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		lim->threads = n > 0 ? (unsigned)MIN(n, 256) : 1;
-	}
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (!lim->threads)
+		lim->threads = cpus > 0 ? (unsigned)MIN(cpus, 256) : 1;
+	if (!lim->workers)
+		lim->workers = (unsigned)MAX(cpus > 0 ? MIN(cpus, 256) : 1, 2);
 	lim->max_connections = MAX(lim->max_connections, lim->threads);
 	if (!lim->unauth_max)
 		lim->unauth_max = HTTP_DEFAULT_UNAUTH_LOG_MAX;
