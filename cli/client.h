@@ -125,6 +125,7 @@ int cmd_resource_instance_show(int argc, char **argv);
 int cmd_resource_instance_delete(int argc, char **argv);
 int cmd_events_list(int argc, char **argv);
 int cmd_events_verify(int argc, char **argv);
+int cmd_events_export(int argc, char **argv);
 int cmd_events_checkpoint(int argc, char **argv);
 
 #endif

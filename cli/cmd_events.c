@@ -195,9 +195,27 @@ static int read_checkpoint(const char *path, char *buf, size_t n)
 	return EXIT_OK;
 }
 
+/* The data dir's database, read-only (WAL: the daemon may be running or stopped); 0 or an error
+ * said. */
+static int open_data_db(const char *data_dir, sqlite3 **ret)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/sealvm.db", data_dir);
+	int r = sqlite3_open_v2(path, ret, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
+	if (r != SQLITE_OK) {
+		cli_error("cannot open %s: %s", path,
+			  *ret ? sqlite3_errmsg(*ret) : "out of memory");
+		sqlite3_close(*ret);
+		*ret = NULL;
+		return EXIT_FAIL;
+	}
+	sqlite3_busy_timeout(*ret, 5000);
+	return 0;
+}
+
 /*
  * Offline: the chain key is derived from the data dir's master key and the
- * database is opened read-only (WAL: the daemon may be running or stopped).
+ * database is opened read-only (the daemon may be running or stopped).
  */
 static int verify_offline(const struct events_args *a)
 {
@@ -215,14 +233,8 @@ static int verify_offline(const struct events_args *a)
 	r = seal_derive(master, "audit-chain", &key);
 	if (r < 0)
 		return cli_fail(NULL, r);
-	snprintf(path, sizeof(path), "%s/sealvm.db", a->data_dir);
-	r = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
-	if (r != SQLITE_OK) {
-		cli_error("cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-		sqlite3_close(db);
+	if (open_data_db(a->data_dir, &db) != 0)
 		return EXIT_FAIL;
-	}
-	sqlite3_busy_timeout(db, 5000);
 	r = audit_verify(db, key->data, 0, NULL, &res, &err);
 	sqlite3_close(db);
 	if (r < 0 && r != -EBADMSG)
@@ -307,6 +319,40 @@ int cmd_events_verify(int argc, char **argv)
 			json_string_value(json_object_get(j, "why")) ?: "no reason given");
 	json_decref(j);
 	return ok ? EXIT_OK : EXIT_FAIL;
+}
+
+static int export_line(void *ctx, const char *line, size_t n)
+{
+	(void)ctx;
+	return fwrite(line, 1, n, stdout) == n ? 0 : -EIO;
+}
+
+/* Offline, like verify --data-dir: every event of the data dir as JSON lines. */
+int cmd_events_export(int argc, char **argv)
+{
+	static const struct option opts[] = {{"data-dir", required_argument, NULL, 'D'}, {0}};
+	struct events_args a = {0};
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	sqlite3 *db = NULL;
+	int ex;
+
+	if (cli_parse(argc, argv, "", opts, events_opt, &a, &ex))
+		return ex;
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (!a.data_dir)
+		return cli_usage_error("give --data-dir DIR (export reads the data dir itself)");
+	if (open_data_db(a.data_dir, &db) != 0)
+		return EXIT_FAIL;
+	int r = audit_export(db, export_line, NULL, &err);
+	sqlite3_close(db);
+	if (r < 0)
+		return cli_fail(&err, r);
+	if (fflush(stdout) != 0) {
+		cli_error("cannot write the events: %s", strerror(errno));
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
 }
 
 int cmd_events_checkpoint(int argc, char **argv)

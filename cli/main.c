@@ -251,6 +251,14 @@ static const struct cli_command events_commands[] = {
 	 "\n"
 	 "  --checkpoint FILE  a checkpoint made earlier by 'sealvm events checkpoint'\n"
 	 "  --data-dir DIR     verify offline (needs read access to DIR's master key)\n" JSON_OPT},
+	{"export", cmd_events_export, NULL, "every event of a data dir, as JSON lines",
+	 "events export --data-dir DIR\n"
+	 "\n"
+	 "Prints every audit event kept in the data dir (the daemon running or stopped),\n"
+	 "oldest first, the operator's trail included: one line {\"seq\", \"chain\", \"event\"}\n"
+	 "each, as retention exports them. Needs read access to DIR's database.\n"
+	 "\n"
+	 "  --data-dir DIR     the data dir to read\n"},
 	{"checkpoint", cmd_events_checkpoint, NULL, "the chain head, signed by the server",
 	 "events checkpoint [--out FILE] [--json]\n"
 	 "\n"

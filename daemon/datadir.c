@@ -102,6 +102,14 @@ int sealvmd_open(struct sealvmd *d, struct sealvmd_config *cfg, struct sealvm_er
 	r = db_open(dbp, migs, n_migs, NULL, &d->db, err);
 	if (r < 0)
 		goto fail;
+	r = audit_log_open(d->db, &d->audit_log, err);
+	if (r == -EBUSY && strcmp(err->reason, "AUDIT_LOG_BUSY") == 0) {
+		/* A running daemon writes it: this process's events go in as rows. */
+		sealvm_err_clear(err);
+		r = 0;
+	}
+	if (r < 0)
+		goto fail;
 	struct iam_config ic = {
 		.region = cfg->region,
 		.token_ttl_s = cfg->token_ttl_s,
@@ -159,6 +167,8 @@ void sealvmd_close(struct sealvmd *d)
 	d->audit = NULL;
 	iam_free(d->iam);
 	db_close(d->db);
+	audit_log_close(d->audit_log); /* after the writer's last batch */
+	d->audit_log = NULL;
 	keystore_close(d->ks);
 	d->ks = NULL;
 	sealvm_secret_free(d->chain_key);

@@ -233,7 +233,8 @@ static int hook_audit_async(struct http_request *req, int status, const struct s
 	if (r >= 0) {
 		/* Suspended first: the completion may come before db_write_async returns. */
 		http_request_audit_wait(req);
-		r = db_write_async(a->d->db, async_audit_run, a, DB_JOB_APPEND_ONLY,
+		/* To the event log (conn NULL), or as a row in a batch with state changes. */
+		r = db_write_async(a->d->db, async_audit_run, a, DB_JOB_APPEND_ONLY | DB_JOB_LOG,
 				   async_audit_done, a, err);
 		if (r < 0) /* the failure is the answer, delivered through the resume */
 			async_audit_done(a, r, err);

@@ -158,6 +158,9 @@ fail:
 			if (asprintf(&p, "%s/%s", cfg->data_dir, made[i]) >= 0)
 				(void)unlink(p);
 		}
+		_cleanup_free_ char *logdir = NULL;
+		if (asprintf(&logdir, "%s/%s", cfg->data_dir, AUDIT_LOG_DIR) >= 0)
+			(void)rmdir(logdir); /* empty: init's events are rows */
 		if (made_dir)
 			(void)rmdir(cfg->data_dir);
 		fprintf(stderr, "sealvmd init: removed what this run had created in %s\n",
@@ -248,6 +251,13 @@ static int serve(struct sealvmd_config *cfg)
 	r = sealvmd_open(&d, cfg, &err);
 	if (r < 0)
 		goto fail;
+	if (!d.audit_log) {
+		sealvmd_close(&d);
+		r = sealvm_err_set(&err, -EBUSY, "DATA_DIR_BUSY",
+				   "another sealvmd serves %s (it holds the event log)",
+				   cfg->data_dir);
+		goto fail;
+	}
 	r = start_cos(&d, &err);
 	if (r < 0) {
 		sealvmd_close(&d);

@@ -65,6 +65,7 @@ struct sealvmd {
 	struct sealvm_secret *master;
 	struct sealvm_secret *chain_key; /* audit chain HMAC key, derived from master */
 	struct sealvm_db *db;
+	struct audit_log *audit_log; /* events of requests that change nothing */
 	struct iam *iam;
 	struct audit_service *audit;
 	struct rc *rc;

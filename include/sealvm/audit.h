@@ -116,6 +116,8 @@ void audit_unauth_drain(const struct audit_unauth *u);
 /*
  * Appends @ev to the chain, on @conn, inside the caller's transaction (its
  * write job's savepoint; -EINVAL AUDIT_NO_TRANSACTION in autocommit mode).
+ * @conn NULL — a DB_JOB_LOG job in a log batch — appends to the event log
+ * instead (audit_log_open; -EINVAL AUDIT_NO_TRANSACTION without one).
  * seq = last seq + 1 (1 for the first event); chain = HMAC-SHA256(@chain_key,
  * previous chain value (32 zero bytes for the first) || seq as 8 bytes big
  * endian || canonical JSON), where the canonical JSON is
@@ -144,6 +146,36 @@ int audit_record_new(const struct audit_event *ev, struct audit_record **ret,
 int audit_record_append(sqlite3 *conn, const struct audit_record *rec,
 			const unsigned char *chain_key, int64_t *ret_seq, struct sealvm_err *err);
 void audit_record_free(struct audit_record *rec);
+
+/*
+ * The event log (decision 0024): events of requests that change nothing are
+ * appended, a batch at a time (one write, one fdatasync), to segment files in
+ * audit-log/ beside the database file instead of becoming rows; one chain
+ * runs through rows and log records by seq, and every reader below merges
+ * both. audit_log_open creates the directory, cuts off a record a crash cut
+ * short, makes the log this process's (one per process) and sets it as @db's
+ * log (db_set_log): from then on jobs queued with DB_JOB_LOG | DB_JOB_APPEND_ONLY
+ * append their records with audit_record_append(NULL, ...). Close it after
+ * db_close (or before any such job is queued).
+ */
+#define AUDIT_LOG_DIR "audit-log" /* beside the database file */
+struct audit_log;
+int audit_log_open(struct sealvm_db *db, struct audit_log **ret, struct sealvm_err *err);
+void audit_log_close(struct audit_log *log);
+/*
+ * After audit_prune committed: removes the log segments every record of which
+ * is at or below @through_seq (the newest segment stays). Returns how many.
+ */
+int audit_log_drop_through(sqlite3 *conn, int64_t through_seq, struct sealvm_err *err);
+
+/*
+ * Every event after the pruning anchor, rows and log records, oldest first,
+ * each as the retention export writes it — one line {"seq", "chain" (hex),
+ * "event"} — handed to @out (a non-zero return stops and is returned). The
+ * whole trail, the operator's included: `sealvm events export --data-dir`.
+ */
+int audit_export(sqlite3 *conn, int (*out)(void *ctx, const char *line, size_t n), void *ctx,
+		 struct sealvm_err *err);
 
 struct audit_query {
 	const char *account_id;	   /* required: the caller's account */

@@ -112,6 +112,28 @@ int db_write_flags(struct sealvm_db *db, db_job_fn fn, void *userdata, unsigned 
  * runs every queued job, completions included, before it returns.
  */
 typedef void (*db_done_fn)(void *arg, int result, const struct sealvm_err *err);
+
+/*
+ * A job that writes no table (DB_JOB_LOG, with DB_JOB_APPEND_ONLY): it stages
+ * records in the database's log (db_set_log). A batch made only of such jobs
+ * runs no savepoints and changes no page: the writer takes the write lock
+ * (an empty BEGIN IMMEDIATE, so another process cannot append meanwhile),
+ * calls log.begin, runs each job with @conn NULL, then log.commit — one
+ * durable append for the batch — and ends the empty transaction. Without a
+ * log set, or in a batch with other jobs, the job runs as any other, with
+ * @conn; it then writes its records as rows.
+ */
+#define DB_JOB_LOG 2u
+struct db_log_ops {
+	int (*begin)(void *ctx, sqlite3 *conn, struct sealvm_err *err);
+	/* Makes what the batch's jobs staged durable; a failure fails every job of it. */
+	int (*commit)(void *ctx, struct sealvm_err *err);
+	/* The batch will not commit (begin or a lock failed): drop what was staged. */
+	void (*abort)(void *ctx);
+	void *ctx;
+};
+/* Sets the log for DB_JOB_LOG batches (before any such job is queued); NULL ops: none. */
+void db_set_log(struct sealvm_db *db, const struct db_log_ops *ops);
 int db_write_async(struct sealvm_db *db, db_job_fn fn, void *userdata, unsigned flags,
 		   db_done_fn done, void *done_arg, struct sealvm_err *err);
 

@@ -752,18 +752,29 @@ static void thread_mac_drop(void)
 int audit_record_append(sqlite3 *conn, const struct audit_record *rec,
 			const unsigned char *chain_key, int64_t *ret_seq, struct sealvm_err *err)
 {
-	if (!conn || !chain_key || !rec)
-		return sealvm_err_set(
-			err, -EINVAL, "AUDIT_EVENT_INVALID",
-			"audit append needs a connection, a record and the chain key");
-	if (sqlite3_get_autocommit(conn))
+	if (!chain_key || !rec)
+		return sealvm_err_set(err, -EINVAL, "AUDIT_EVENT_INVALID",
+				      "audit append needs a record and the chain key");
+	struct audit_log *log = NULL;
+	if (!conn) {
+		/* A log batch (DB_JOB_LOG): the record goes to the event log. */
+		log = audit_log_current();
+		if (!log)
+			return sealvm_err_set(err, -EINVAL, "AUDIT_NO_TRANSACTION",
+					      "audit events without a connection go to the event "
+					      "log, and none is open");
+	} else if (sqlite3_get_autocommit(conn))
 		return sealvm_err_set(err, -EINVAL, "AUDIT_NO_TRANSACTION",
 				      "audit events are written only inside the transaction of "
 				      "the change they record");
 
 	int64_t last = 0;
 	unsigned char prev[AUDIT_CHAIN_SIZE], chain[AUDIT_CHAIN_SIZE];
-	int r = audit_store_last(conn, &last, prev, err);
+	int r = 0;
+	if (log)
+		audit_log_staged_head(log, &last, prev);
+	else
+		r = audit_store_last(conn, &last, prev, err);
 	if (r < 0)
 		return r;
 	if (last == INT64_MAX)
@@ -792,7 +803,7 @@ int audit_record_append(sqlite3 *conn, const struct audit_record *rec,
 		.chain = chain,
 		.chain_len = sizeof(chain),
 	};
-	r = audit_store_insert(conn, &row, err);
+	r = log ? audit_log_stage(log, &row, err) : audit_store_insert(conn, &row, err);
 	if (r < 0)
 		return r;
 	if (ret_seq)
@@ -803,10 +814,10 @@ int audit_record_append(sqlite3 *conn, const struct audit_record *rec,
 int audit_append(sqlite3 *conn, const struct audit_event *ev, const unsigned char *chain_key,
 		 int64_t *ret_seq, struct sealvm_err *err)
 {
-	if (!conn || !chain_key)
+	if (!chain_key)
 		return sealvm_err_set(err, -EINVAL, "AUDIT_EVENT_INVALID",
-				      "audit append needs a connection and the chain key");
-	if (sqlite3_get_autocommit(conn))
+				      "audit append needs the chain key");
+	if (conn && sqlite3_get_autocommit(conn))
 		return sealvm_err_set(err, -EINVAL, "AUDIT_NO_TRANSACTION",
 				      "audit events are written only inside the transaction of "
 				      "the change they record");
@@ -927,7 +938,8 @@ int audit_prune(sqlite3 *conn, const unsigned char *chain_key, int64_t through_s
 	r = audit_store_delete_through(conn, through_seq, err);
 	if (r < 0)
 		return r;
-	int removed = r;
+	/* Rows and log records alike: the log's segments go once this commits. */
+	int removed = (int)MIN(through_seq - anchor, (int64_t)INT32_MAX);
 	r = audit_store_set_anchor(conn, through_seq, at.chain, err);
 	return r < 0 ? r : removed;
 }
@@ -1164,13 +1176,29 @@ int audit_verify(sqlite3 *conn, const unsigned char *chain_key, int64_t checkpoi
 		.res = ret,
 		.err = err,
 	};
-	/* The anchor and the rows from one snapshot. */
+	/*
+	 * The anchor and the rows from one snapshot, and the log read up to where
+	 * it was when that snapshot was fixed (by the anchor's read): read its
+	 * limit before and after, until no log batch came in between.
+	 */
 	bool own_txn = sqlite3_get_autocommit(conn);
-	if (own_txn && sqlite3_exec(conn, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return sealvm_err_set(err, -EIO, "AUDIT_DB_ERROR",
-				      "audit verification cannot start a read transaction: %s",
-				      sqlite3_errmsg(conn));
-	r = audit_store_anchor(conn, &s.anchor_seq, s.anchor, err);
+	struct audit_log_limit l1, l2;
+	for (int tries = 0;; tries++) {
+		r = audit_store_log_limit(conn, &l1, err);
+		if (r < 0)
+			return r;
+		if (own_txn && sqlite3_exec(conn, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+			return sealvm_err_set(
+				err, -EIO, "AUDIT_DB_ERROR",
+				"audit verification cannot start a read transaction: %s",
+				sqlite3_errmsg(conn));
+		r = audit_store_anchor(conn, &s.anchor_seq, s.anchor, err);
+		if (r >= 0)
+			r = audit_store_log_limit(conn, &l2, err);
+		if (r < 0 || !own_txn || audit_log_limit_same(&l1, &l2) || tries == 20)
+			break;
+		sqlite3_exec(conn, "COMMIT", NULL, NULL, NULL);
+	}
 	if (r == -EBADMSG) {
 		ret->first_bad_seq = 1;
 		snprintf(ret->why, sizeof(ret->why), "the pruning anchor is corrupt");
@@ -1194,7 +1222,14 @@ int audit_verify(sqlite3 *conn, const unsigned char *chain_key, int64_t checkpoi
 				       checkpoint_seq, checkpoint_seq);
 	}
 	if (r >= 0)
-		r = audit_store_scan_all(conn, verify_row, &s, err);
+		r = audit_store_scan_all_at(conn, &l1, verify_row, &s, err);
+	if (r == -EBADMSG && !ret->first_bad_seq) {
+		/* The log holds a damaged record: the chain breaks right after the last good one.
+		 */
+		ret->first_bad_seq = ret->head_seq + 1;
+		snprintf(ret->why, sizeof(ret->why), "%.200s",
+			 sealvm_err_isset(err) ? err->message : "a damaged event log record");
+	}
 	if (own_txn)
 		sqlite3_exec(conn, "COMMIT", NULL, NULL, NULL);
 	if (r == 0 && s.anchor_seq > 0 && !s.anchor_justified)

@@ -9,6 +9,7 @@
 #ifndef SEALVM_AUDIT_INTERNAL_H
 #define SEALVM_AUDIT_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,5 +80,61 @@ int audit_store_scan_all(sqlite3 *conn, audit_row_fn fn, void *userdata, struct 
  */
 int audit_store_scan_query(sqlite3 *conn, const struct audit_query *q, unsigned max_rows,
 			   audit_row_fn fn, void *userdata, struct sealvm_err *err);
+
+/* ---- the event log (audit_log.c) ---- */
+
+/* How far readers may read: the last segment's first seq, its size, the last seq (0: any). */
+struct audit_log_limit {
+	int64_t seg_first;
+	uint64_t size;
+	int64_t seq;
+};
+
+/*
+ * audit_store_scan_all reading the log only up to @limit (taken with
+ * audit_store_log_limit before the caller's read transaction fixed the rows'
+ * snapshot): verify, which reads the anchor and the rows in one transaction.
+ * NULL: the limit is read around the rows' own snapshot.
+ */
+int audit_store_log_limit(sqlite3 *conn, struct audit_log_limit *ret, struct sealvm_err *err);
+int audit_store_scan_all_at(sqlite3 *conn, const struct audit_log_limit *limit, audit_row_fn fn,
+			    void *userdata, struct sealvm_err *err);
+
+/* Segments end past @n bytes (0: the default, 64 MiB): tests. */
+void audit_log_set_segment_bytes(size_t n);
+
+/* The log this process writes, or NULL. */
+struct audit_log *audit_log_current(void);
+/* The log this process writes for @conn's database file, or NULL. */
+struct audit_log *audit_log_of(sqlite3 *conn);
+
+/*
+ * The last record of the log beside @conn's database: the published durable
+ * tail when this process writes it, else read from the files. *ret_seq = 0
+ * when there is none.
+ */
+int audit_log_files_tail(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AUDIT_CHAIN_SIZE],
+			 struct sealvm_err *err);
+
+/* Inside a log batch (a DB_JOB_LOG job): the head so far, and staging one chained row. */
+void audit_log_staged_head(struct audit_log *log, int64_t *seq,
+			   unsigned char chain[AUDIT_CHAIN_SIZE]);
+int audit_log_stage(struct audit_log *log, const struct audit_row *row, struct sealvm_err *err);
+
+/*
+ * Reading the log beside @conn's database in seq order. *ret = NULL for an
+ * in-memory database. Rows are valid until the next call. The reader stops
+ * at its limit (the snapshot taken when it was opened; set_limit moves it).
+ */
+struct audit_log_reader;
+int audit_log_reader_open(sqlite3 *conn, struct audit_log_reader **ret, struct sealvm_err *err);
+void audit_log_reader_snapshot(struct audit_log_reader *r, struct audit_log_limit *out);
+void audit_log_reader_set_limit(struct audit_log_reader *r, const struct audit_log_limit *l);
+bool audit_log_limit_same(const struct audit_log_limit *a, const struct audit_log_limit *b);
+int audit_log_reader_seek(struct audit_log_reader *r, int64_t after_seq, struct sealvm_err *err);
+/* 1: a row; 0: the end; a negative errno. */
+int audit_log_reader_next(struct audit_log_reader *r, struct audit_row *row,
+			  struct sealvm_err *err);
+void audit_log_reader_close(struct audit_log_reader *r);
 
 #endif

@@ -89,6 +89,37 @@ static int export_row(const struct audit_row *row, void *userdata)
 	return 0;
 }
 
+struct export_stream {
+	struct export_buf e;
+	int (*out)(void *ctx, const char *line, size_t n);
+	void *ctx;
+};
+
+static int export_stream_row(const struct audit_row *row, void *userdata)
+{
+	struct export_stream *x = userdata;
+	x->e.len = 0;
+	int r = export_row(row, &x->e);
+	if (r != 0)
+		return r;
+	if (x->e.error)
+		return x->e.error;
+	return x->out(x->ctx, x->e.buf, x->e.len);
+}
+
+int audit_export(sqlite3 *conn, int (*out)(void *ctx, const char *line, size_t n), void *ctx,
+		 struct sealvm_err *err)
+{
+	struct export_stream x = {.e = {.through = INT64_MAX}, .out = out, .ctx = ctx};
+	int r = audit_store_scan_all(conn, export_stream_row, &x, err);
+	free(x.e.buf);
+	if (r > 0)
+		r = 0;
+	if (r < 0 && err && !err->code)
+		sealvm_err_set(err, r, NULL, "cannot export the audit events: %s", strerror(-r));
+	return r;
+}
+
 /* Writes events ..@through (at most RETENTION_BATCH) to a new file in the export dir. */
 static int export_events(struct audit_retention *r, int64_t through, struct sealvm_err *err)
 {
@@ -154,6 +185,12 @@ int audit_retention_run_once(struct audit_retention *r, int64_t now_ms, uint64_t
 			return k;
 		if (k == 0)
 			break;
+		/* Committed: the log's segments below the anchor are unreachable now. */
+		struct sealvm_err derr = SEALVM_ERR_INIT;
+		conn = db_read_begin(r->db);
+		if (audit_log_drop_through(conn, through, &derr) < 0)
+			log_warning("audit retention: %s (retried at the next pass)", derr.message);
+		db_read_end(r->db, conn);
 		total += (uint64_t)k;
 		pthread_mutex_lock(&r->lock);
 		r->pruned += (uint64_t)k;

@@ -95,8 +95,9 @@ static int bind_text(sqlite3_stmt *st, int i, const char *s)
 	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
 }
 
-int audit_store_last(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AUDIT_CHAIN_SIZE],
-		     struct sealvm_err *err)
+/* The last row, or the anchor when there is none. */
+static int last_row(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AUDIT_CHAIN_SIZE],
+		    struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r = prepare(conn, "SELECT seq, chain FROM audit_events ORDER BY seq DESC LIMIT 1", &st,
@@ -119,6 +120,25 @@ int audit_store_last(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AU
 				      (long long)seq);
 	*ret_seq = seq;
 	memcpy(ret_chain, chain, AUDIT_CHAIN_SIZE);
+	return 0;
+}
+
+int audit_store_last(sqlite3 *conn, int64_t *ret_seq, unsigned char ret_chain[AUDIT_CHAIN_SIZE],
+		     struct sealvm_err *err)
+{
+	int r = last_row(conn, ret_seq, ret_chain, err);
+	if (r < 0)
+		return r;
+	/* The log's last record, when it is newer: one chain runs through both. */
+	int64_t lseq = 0;
+	unsigned char lchain[AUDIT_CHAIN_SIZE];
+	r = audit_log_files_tail(conn, &lseq, lchain, err);
+	if (r < 0)
+		return r;
+	if (lseq > *ret_seq) {
+		*ret_seq = lseq;
+		memcpy(ret_chain, lchain, AUDIT_CHAIN_SIZE);
+	}
 	return 0;
 }
 
@@ -226,59 +246,201 @@ static const char *column_text(sqlite3_stmt *st, int i)
 #define ROW_COLUMNS                                                                                \
 	"seq, time_ms, account_id, action, outcome, target_id, initiator_id, event, chain"
 
-static int scan(sqlite3 *conn, sqlite3_stmt *st, unsigned max_rows, audit_row_fn fn, void *userdata,
-		struct sealvm_err *err)
+/* The current row of @st (after a step that gave SQLITE_ROW). */
+static int sql_row(sqlite3 *conn, sqlite3_stmt *st, struct audit_row *ret, struct sealvm_err *err)
 {
-	for (unsigned n = 0; n < max_rows; n++) {
-		int rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE)
-			return 0;
-		if (rc != SQLITE_ROW)
-			return store_error(conn, rc, "read events", err);
-		struct audit_row row = {
-			.seq = sqlite3_column_int64(st, 0),
-			.time_ms = sqlite3_column_int64(st, 1),
-			.account_id = column_text(st, 2),
-			.action = column_text(st, 3),
-			.outcome = column_text(st, 4),
-			.target_id = column_text(st, 5),
-			.initiator_id = column_text(st, 6),
-			.event = column_text(st, 7),
-			.chain = sqlite3_column_blob(st, 8),
-		};
-		row.event_len = (size_t)sqlite3_column_bytes(st, 7);
-		row.chain_len = (size_t)sqlite3_column_bytes(st, 8);
-		/* A column read that ran out of memory returns NULL and says so here. */
-		if (sqlite3_errcode(conn) == SQLITE_NOMEM)
-			return store_error(conn, SQLITE_NOMEM, "read events", err);
-		if (!row.event)
-			row.event = "";
-		int r = fn(&row, userdata);
-		if (r != 0)
+	struct audit_row row = {
+		.seq = sqlite3_column_int64(st, 0),
+		.time_ms = sqlite3_column_int64(st, 1),
+		.account_id = column_text(st, 2),
+		.action = column_text(st, 3),
+		.outcome = column_text(st, 4),
+		.target_id = column_text(st, 5),
+		.initiator_id = column_text(st, 6),
+		.event = column_text(st, 7),
+		.chain = sqlite3_column_blob(st, 8),
+	};
+	row.event_len = (size_t)sqlite3_column_bytes(st, 7);
+	row.chain_len = (size_t)sqlite3_column_bytes(st, 8);
+	/* A column read that ran out of memory returns NULL and says so here. */
+	if (sqlite3_errcode(conn) == SQLITE_NOMEM)
+		return store_error(conn, SQLITE_NOMEM, "read events", err);
+	if (!row.event)
+		row.event = "";
+	*ret = row;
+	return 0;
+}
+
+static bool same(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+/* Whether a log row passes @q's filters (the rows' SQL applies the same ones). */
+static bool row_matches(const struct audit_row *row, const struct audit_query *q)
+{
+	if (!q)
+		return true;
+	if (!same(row->account_id, q->account_id))
+		return false;
+	if (q->from_ms > 0 && row->time_ms < q->from_ms)
+		return false;
+	if (q->to_ms > 0 && row->time_ms >= q->to_ms)
+		return false;
+	if (q->action_prefix &&
+	    (!row->action || strncmp(row->action, q->action_prefix, strlen(q->action_prefix)) != 0))
+		return false;
+	if (q->target && !same(row->target_id, q->target))
+		return false;
+	if (q->initiator && !same(row->initiator_id, q->initiator))
+		return false;
+	if (q->outcome && !same(row->outcome, q->outcome))
+		return false;
+	return true;
+}
+
+/* The next log row after @after_seq that passes @q: 1, 0 at the end, or an error. */
+static int log_next(struct audit_log_reader *lr, int64_t after_seq, const struct audit_query *q,
+		    struct audit_row *row, struct sealvm_err *err)
+{
+	for (;;) {
+		int r = audit_log_reader_next(lr, row, err);
+		if (r <= 0)
 			return r;
+		if (row->seq > after_seq && row_matches(row, q))
+			return 1;
 	}
+}
+
+/*
+ * Streams the rows of @st (already bound; seq order) and the log's records
+ * (seq > @after_seq, passing @q) merged in seq order, at most @max_rows.
+ *
+ * Both must be one consistent view: a log batch appended between the
+ * snapshot of the rows and the reading of the log would look like a gap
+ * before it. So the log's limit is read before and after the rows' snapshot
+ * is fixed (their first step), until it did not move in between: then every
+ * event up to it is in one or the other, and rows after it were committed
+ * after it.
+ */
+#define SNAPSHOT_TRIES 20
+
+static int scan_merged(sqlite3 *conn, sqlite3_stmt *st, int64_t after_seq,
+		       const struct audit_query *q, const struct audit_log_limit *fixed,
+		       unsigned max_rows, audit_row_fn fn, void *userdata, struct sealvm_err *err)
+{
+	struct audit_log_reader *lr = NULL;
+	int r = audit_log_reader_open(conn, &lr, err);
+	if (r < 0)
+		return r;
+	int rc = SQLITE_DONE;
+	struct audit_log_limit l1 = {0}, l2 = {0};
+	for (int tries = 0;; tries++) {
+		if (lr)
+			audit_log_reader_snapshot(lr, &l1);
+		if (fixed)
+			l1 = *fixed; /* the caller's transaction fixed the rows' snapshot after it
+				      */
+		rc = sqlite3_step(st);
+		if (!lr || fixed)
+			break;
+		audit_log_reader_snapshot(lr, &l2);
+		if (audit_log_limit_same(&l1, &l2) || tries == SNAPSHOT_TRIES ||
+		    (rc != SQLITE_ROW && rc != SQLITE_DONE))
+			break;
+		sqlite3_reset(st);
+	}
+	struct audit_row srow, lrow;
+	bool shave = false, lhave = false;
+	if (rc == SQLITE_ROW) {
+		r = sql_row(conn, st, &srow, err);
+		shave = r == 0;
+	} else if (rc != SQLITE_DONE) {
+		r = store_error(conn, rc, "read events", err);
+	}
+	if (r == 0 && lr) {
+		audit_log_reader_set_limit(lr, &l1);
+		r = audit_log_reader_seek(lr, after_seq, err);
+		if (r == 0) {
+			r = log_next(lr, after_seq, q, &lrow, err);
+			lhave = r == 1;
+			r = r < 0 ? r : 0;
+		}
+	}
+	for (unsigned n = 0; r == 0 && n < max_rows && (shave || lhave); n++) {
+		bool take_sql = shave && (!lhave || srow.seq <= lrow.seq);
+		r = fn(take_sql ? &srow : &lrow, userdata);
+		if (r != 0)
+			break;
+		if (take_sql) {
+			rc = sqlite3_step(st);
+			shave = rc == SQLITE_ROW;
+			if (shave)
+				r = sql_row(conn, st, &srow, err);
+			else if (rc != SQLITE_DONE)
+				r = store_error(conn, rc, "read events", err);
+		} else {
+			r = log_next(lr, after_seq, q, &lrow, err);
+			lhave = r == 1;
+			r = r < 0 ? r : 0;
+		}
+	}
+	audit_log_reader_close(lr);
+	return r;
+}
+
+/* Where a scan of everything starts: after the pruning anchor. */
+static int scan_start(sqlite3 *conn, int64_t *ret, struct sealvm_err *err)
+{
+	unsigned char chain[AUDIT_CHAIN_SIZE];
+	return audit_store_anchor(conn, ret, chain, err);
+}
+
+int audit_store_scan_all_at(sqlite3 *conn, const struct audit_log_limit *limit, audit_row_fn fn,
+			    void *userdata, struct sealvm_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int64_t start;
+	int r = scan_start(conn, &start, err);
+	if (r < 0)
+		return r;
+	r = prepare(conn, "SELECT " ROW_COLUMNS " FROM audit_events ORDER BY seq", &st, err);
+	if (r < 0)
+		return r;
+	return scan_merged(conn, st, start, NULL, limit, UINT32_MAX, fn, userdata, err);
+}
+
+int audit_store_log_limit(sqlite3 *conn, struct audit_log_limit *ret, struct sealvm_err *err)
+{
+	struct audit_log_reader *lr = NULL;
+	memset(ret, 0, sizeof(*ret));
+	int r = audit_log_reader_open(conn, &lr, err);
+	if (r < 0 || !lr)
+		return r;
+	audit_log_reader_snapshot(lr, ret);
+	audit_log_reader_close(lr);
 	return 0;
 }
 
 int audit_store_scan_all(sqlite3 *conn, audit_row_fn fn, void *userdata, struct sealvm_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(conn, "SELECT " ROW_COLUMNS " FROM audit_events ORDER BY seq", &st, err);
-	if (r < 0)
-		return r;
-	return scan(conn, st, UINT32_MAX, fn, userdata, err);
+	return audit_store_scan_all_at(conn, NULL, fn, userdata, err);
 }
 
 int audit_store_scan_oldest(sqlite3 *conn, unsigned max_rows, audit_row_fn fn, void *userdata,
 			    struct sealvm_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(conn, "SELECT " ROW_COLUMNS " FROM audit_events ORDER BY seq LIMIT ?", &st,
-			err);
+	int64_t start;
+	int r = scan_start(conn, &start, err);
+	if (r < 0)
+		return r;
+	r = prepare(conn, "SELECT " ROW_COLUMNS " FROM audit_events ORDER BY seq LIMIT ?", &st,
+		    err);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, max_rows);
-	return scan(conn, st, max_rows, fn, userdata, err);
+	return scan_merged(conn, st, start, NULL, NULL, max_rows, fn, userdata, err);
 }
 
 int audit_store_scan_query(sqlite3 *conn, const struct audit_query *q, unsigned max_rows,
@@ -323,5 +485,10 @@ int audit_store_scan_query(sqlite3 *conn, const struct audit_query *q, unsigned 
 		rc = sqlite3_bind_int64(st, 9, (sqlite3_int64)max_rows);
 	if (rc != SQLITE_OK)
 		return store_error(conn, rc, "bind", err);
-	return scan(conn, st, max_rows, fn, userdata, err);
+	int64_t start;
+	r = scan_start(conn, &start, err);
+	if (r < 0)
+		return r;
+	return scan_merged(conn, st, MAX(start, q->after_seq), q, NULL, max_rows, fn, userdata,
+			   err);
 }

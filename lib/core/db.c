@@ -82,6 +82,7 @@ struct sealvm_db {
 	sqlite3 *wconn;
 	sqlite3_stmt *st_begin, *st_commit, *st_rollback;
 	sqlite3_stmt *st_savepoint, *st_release, *st_rollback_to;
+	struct db_log_ops log_ops; /* db_set_log; log_ops.commit NULL: none */
 	bool guard; /* while caller SQL runs: the authorizer refuses transaction control */
 	struct db_job **batch;
 	pthread_t writer;
@@ -835,6 +836,63 @@ static unsigned run_batch(struct sealvm_db *db, struct db_job **jobs, size_t n)
 }
 
 /*
+ * A batch of DB_JOB_LOG jobs only: the write lock (an empty transaction), the
+ * log's begin, each job with conn NULL, the log's commit, the end of the
+ * empty transaction. Returns true when it ran the batch (false: run it as rows).
+ */
+static bool run_log_batch(struct sealvm_db *db, struct db_job **jobs, size_t n)
+{
+	const struct db_log_ops *ops = &db->log_ops;
+	struct sealvm_err cause = SEALVM_ERR_INIT;
+	int rc, r;
+
+	if (!ops->commit)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(jobs[i]->flags & DB_JOB_LOG))
+			return false;
+
+	rc = step_once(db->st_begin);
+	if (rc != SQLITE_OK) {
+		db_errorf(db->wconn, rc, &cause, "cannot begin a write transaction on %s",
+			  db->path);
+		log_error("%s", cause.message);
+		for (size_t i = 0; i < n; i++) {
+			jobs[i]->err = cause;
+			jobs[i]->result = cause.code;
+		}
+		return true;
+	}
+	r = ops->begin(ops->ctx, db->wconn, &cause);
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++) {
+			jobs[i]->err = cause;
+			jobs[i]->result = r;
+		}
+		ops->abort(ops->ctx);
+		step_once(db->st_rollback);
+		return true;
+	}
+	for (size_t i = 0; i < n; i++) {
+		r = jobs[i]->fn(NULL, jobs[i]->userdata, &jobs[i]->err);
+		if (r < 0 && jobs[i]->err.code == 0)
+			sealvm_err_set_errno(&jobs[i]->err, r, NULL, "the write job failed");
+		jobs[i]->result = r;
+	}
+	r = ops->commit(ops->ctx, &cause);
+	if (r < 0) {
+		log_error("database %s: the log append of %zu jobs failed: %s", db->path, n,
+			  cause.message);
+		fail_committed(jobs, 0, n, &cause);
+	}
+	/* Nothing was written in the transaction: this only lets go of the lock. */
+	rc = step_once(db->st_commit);
+	if (rc != SQLITE_OK && !sqlite3_get_autocommit(db->wconn))
+		step_once(db->st_rollback);
+	return true;
+}
+
+/*
  * A passive checkpoint runs each time this many new frames are in the WAL
  * (SQLite's own auto-checkpoint interval). Under a steady stream of commits
  * the writer never finds the WAL fully copied when it begins, so the WAL
@@ -968,7 +1026,10 @@ static void *writer_main(void *arg)
 		db->queued -= n;
 		pthread_mutex_unlock(&db->lock);
 
-		commits = run_batch(db, db->batch, n);
+		if (run_log_batch(db, db->batch, n))
+			commits = 1;
+		else
+			commits = run_batch(db, db->batch, n);
 		writer_catch_up(db);
 		/*
 		 * After the batch is committed (or not): a cache entry stamped
@@ -1006,6 +1067,14 @@ static void *writer_main(void *arg)
 	}
 	pthread_mutex_unlock(&db->lock);
 	return NULL;
+}
+
+void db_set_log(struct sealvm_db *db, const struct db_log_ops *ops)
+{
+	if (ops)
+		db->log_ops = *ops;
+	else
+		memset(&db->log_ops, 0, sizeof(db->log_ops));
 }
 
 uint64_t db_state_generation(struct sealvm_db *db)

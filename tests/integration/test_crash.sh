@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Crash safety: kill -9 while creates are in flight, three times at different moments, on one
-# data dir. After each restart:
+# Crash safety: kill -9 while creates and reads are in flight, three times at different moments,
+# on one data dir. After each restart:
 #   - every acknowledged (201) service ID, API key and policy is there, whole;
 #   - every object that is there (acknowledged or not) is whole: its fields are set, an API
 #     key's service ID and a policy's subject exist;
 #   - objects and success audit events match one to one: each object has exactly one success
 #     create event naming it, and each success create event names an object that is there
 #     (state and event commit in one transaction, so neither may survive without the other);
-#   - the audit chain verifies.
+#   - every acknowledged (200) read has its event (reads' events go to the event log, whose torn
+#     end a restart cuts off: nothing acknowledged may go with it);
+#   - the audit chain verifies, through the API and offline.
 # Then a clean SIGTERM restart keeps everything (the full listings are equal).
 . "$(dirname "$0")/lib.sh"
 need curl python3
@@ -20,7 +22,8 @@ start_daemon data daemon0.log
 TOK=$(token owner.key)
 [ "$(api POST /v1/serviceids '{"name":"crash-base"}')" = 201 ] || fail "base service ID: $(cat .body)"
 BASE_IAM=$(jget 'j["iam_id"]')
-[ "$(api GET "/v1/serviceids/$(jget 'j["id"]')")" = 200 ] || fail "base get"
+BASE_SID=$(jget 'j["id"]')
+[ "$(api GET "/v1/serviceids/$BASE_SID")" = 200 ] || fail "base get"
 ACCT=$(jget 'j["account_id"]')
 stop_daemon
 
@@ -51,11 +54,27 @@ worker() {
 	done
 }
 
+# reader ROUND W — reads the base service ID until the daemon stops answering; one line per 200
+reader() {
+	local out=reads.$1.$2 code
+	: >"$out"
+	while :; do
+		code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/serviceids/$BASE_SID" \
+			-H "Authorization: Bearer $TOK") || true
+		case $code in
+		200) echo r >>"$out" ;;
+		000) return 0 ;;
+		*) echo "read $code" >>"errors.$1" ;;
+		esac
+	done
+}
+
 check() { # ROUND — the checks listed at the top, against the running daemon
 	cat acked.* >all.acked 2>/dev/null || : >all.acked
-	python3 - "$URL" "$TOK" "$BASE_IAM" "$1" all.acked <<'PY'
+	reads=$(cat reads.* 2>/dev/null | wc -l)
+	python3 - "$URL" "$TOK" "$BASE_IAM" "$1" all.acked "$reads" <<'PY'
 import json, sys, urllib.request, urllib.parse
-url, tok, base, rnd, acked_file = sys.argv[1:]
+url, tok, base, rnd, acked_file, reads = sys.argv[1:]
 def get(path):
     req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + tok})
     try:
@@ -135,10 +154,13 @@ for action, objs, kind in (("iam-identity.account-serviceid.create", sids, "serv
     for i, c in count.items():
         if c != 1:
             bad.append(f"{kind} {i}: {c} success create events")
+read_events = len(events("iam-identity.account-serviceid.read"))
+if read_events < int(reads):
+    bad.append(f"{reads} reads were acknowledged but only {read_events} read events are kept")
 st, v = get("/v1/events/verify")
 if st != 200 or not v.get("ok"):
     bad.append(f"verify: {st} {v}")
-print(f"round {rnd}: {len(acked)} acknowledged so far; present: {len(sids)} service IDs, "
+print(f"round {rnd}: {len(acked)} creates and {reads} reads acknowledged so far; present: {len(sids)} service IDs, "
       f"{len(keys)} API keys, {len(pols)} policies; chain of {v and v.get('events')} events verifies")
 if bad:
     print("\n".join(bad[:50]), file=sys.stderr)
@@ -158,6 +180,10 @@ for round in 1 2 3; do
 			pids+=($!)
 		done
 	done
+	for w in 1 2; do
+		reader $round $w &
+		pids+=($!)
+	done
 	sleep "$delay"
 	kill -9 "$DPID"
 	wait "$DPID" 2>/dev/null || true
@@ -170,7 +196,8 @@ for round in 1 2 3; do
 	TOK=$(token owner.key)
 	check $round || fail "round $round: state after kill -9 is not whole"
 	stop_daemon
-	pass "kill -9 after ${delay}s with 6 writers ($n acknowledged creates): all there, whole, one success event each; chain verifies"
+	"$SEALVM" events verify --data-dir data >offline.$round 2>&1 || fail "round $round: offline verify: $(cat offline.$round)"
+	pass "kill -9 after ${delay}s with 6 writers and 2 readers ($n acknowledged creates): all there, whole, one success event each; every acknowledged read's event kept; chain verifies"
 done
 
 # A clean restart keeps everything.

@@ -4,6 +4,7 @@
 # one audit event per request, chain verification and tampering, restart, SIGTERM.
 . "$(dirname "$0")/lib.sh"
 need curl python3 sqlite3
+TESTS=$(cd "$(dirname "$0")" && pwd)
 [ -x "$SEALVMD" ] || fail "no sealvmd at $SEALVMD"
 trap 'rc=$?; [ -n "${DPID:-}" ] && kill -9 $DPID 2>/dev/null; chattr -R -i "$T" 2>/dev/null; rm -rf "$T"; exit $rc' EXIT
 
@@ -151,6 +152,17 @@ PID_=$(jget 'j["id"]')
 [ "$(jget '[e["reason"]["reasonCode"] for e in j["events"]]')" = "[428]" ] || fail "audit status of the 428: $(jget '[e["reason"]["reasonCode"] for e in j["events"]]')"
 pass "the audit event records the status the service answered (428), not a generic one"
 
+# --- one daemon a data dir -----------------------------------------------------------------------
+# one daemon a data dir: a second one is refused (the event log has one writer) ...
+rc=0
+"$SEALVMD" --data-dir data --listen 127.0.0.1:0 --s3-listen none >second.log 2>&1 || rc=$?
+[ $rc -ne 0 ] && grep -q DATA_DIR_BUSY second.log || fail "a second daemon on the same data dir: $(cat second.log)"
+# ... while the offline commands work beside it
+"$SEALVMD" rotate-signing-key --data-dir data >rotate.log 2>&1 || fail "rotate-signing-key beside a running daemon: $(cat rotate.log)"
+[ "$(api GET "/v1/serviceids/$SID")" = 200 ] || fail "read after the rotation"
+[ "$(api GET /v1/events/verify)" = 200 ] && [ "$(jget 'j["ok"]')" = True ] || fail "chain after an offline command beside the daemon: $(cat .body)"
+pass "a second daemon on the data dir is refused; offline commands work beside the running one and the chain still verifies"
+
 # --- checkpoints: a signed head, kept elsewhere, detects truncation ----------------------------
 [ "$(api GET /v1/events/checkpoint)" = 200 ] || fail "checkpoint: $(cat .body)"
 CP=$(jget 'j["checkpoint"]')
@@ -163,6 +175,7 @@ case "${CP: -1}" in A) FORGED="${CP%?}Q" ;; *) FORGED="${CP%?}A" ;; esac
 [ "$(api GET "/v1/events/verify?checkpoint=$FORGED")" = 400 ] || fail "a forged checkpoint was accepted"
 stop_daemon
 sqlite3 data/sealvm.db "DELETE FROM audit_events WHERE seq >= $CPSEQ;"
+python3 "$TESTS/audit_log_edit.py" data truncate "$CPSEQ" # and the event log's records
 start_daemon data daemon-trunc.log
 TOK=$(token owner.key)
 # the chain's own events after restart form a valid suffix of a valid prefix ...
@@ -184,7 +197,16 @@ stop_daemon
 rc=0
 "$SEALVM" events verify --data-dir data >offline.out 2>offline.err || rc=$?
 [ $rc -eq 1 ] && grep -q "first bad record seq $bad" offline.err || fail "offline verify did not find seq $bad: $(cat offline.err)"
-pass "restart keeps state; editing one stored event makes verify (API and offline --data-dir) fail at it; SIGTERM exits 0"
+# the same for an event of the log (a read's), its CRC recomputed: the chain catches it
+start_daemon data daemon3.log
+TOK=$(token owner.key)
+[ "$(api GET "/v1/serviceids/$SID")" = 200 ] || fail "read after restart"
+stop_daemon
+bad=$(python3 "$TESTS/audit_log_edit.py" data replace '"reasonCode":200' '"reasonCode":201') || fail "no log record to edit"
+rc=0
+"$SEALVM" events verify --data-dir data >offline.out 2>offline.err || rc=$?
+[ $rc -eq 1 ] && grep -q "first bad record seq" offline.err || fail "offline verify missed the edited log record $bad: $(cat offline.err)"
+pass "restart keeps state; editing one stored event (a row, a log record) makes verify (API and offline --data-dir) fail at it; SIGTERM exits 0"
 
 # --- the S3 listener's settings ----------------------------------------------------------------
 # refuse_start REASON ARGS... — sealvmd must exit non-zero at start, naming REASON, on data3
