@@ -427,6 +427,8 @@ static int open_next(struct audit_log_reader *r, struct sealvm_err *err)
 		close(r->fd);
 		r->fd = -1;
 	}
+	if (r->log && !r->limit.seg_first)
+		return 0; /* nothing was durable when the limit was taken */
 	while (r->seg < r->n_segs) {
 		int64_t first = r->segs[r->seg++];
 		/* Nothing past the limit's segment is durable yet. */
