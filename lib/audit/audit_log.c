@@ -931,8 +931,6 @@ void audit_log_close(struct audit_log *log)
 {
 	if (!log)
 		return;
-	if (log->db)
-		db_set_log(log->db, NULL);
 	pthread_mutex_lock(&registry_lock);
 	if (registered == log)
 		registered = NULL;
