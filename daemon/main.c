@@ -234,6 +234,9 @@ static void stop_cos(struct sealvmd *d)
 	d->cos = NULL;
 }
 
+/* Lines the log writer holds before callers wait: ~1 s of access lines at 20k req/s. */
+#define LOG_WRITER_BYTES (4u << 20)
+
 static int serve(struct sealvmd_config *cfg)
 {
 	struct sealvm_err err = SEALVM_ERR_INIT;
@@ -247,6 +250,9 @@ static int serve(struct sealvmd_config *cfg)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* Access lines never wait for the disk on a request's thread. */
+	if (sealvm_log_writer_start(LOG_WRITER_BYTES) < 0)
+		log_warning("no memory for the log writer: lines are written as they come");
 
 	r = sealvmd_open(&d, cfg, &err);
 	if (r < 0)
@@ -316,10 +322,12 @@ static int serve(struct sealvmd_config *cfg)
 	audit_retention_free(retention);
 	sealvmd_close(&d);
 	log_notice("stopped");
+	sealvm_log_writer_stop();
 	return 0;
 fail:
 	log_error("%s [%s]", err.message[0] ? err.message : strerror(-r),
 		  err.reason[0] ? err.reason : sealvm_err_reason_for(r));
+	sealvm_log_writer_stop();
 	return 1;
 }
 

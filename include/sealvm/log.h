@@ -29,6 +29,17 @@ enum sealvm_log_level sealvm_log_get_level(void);
 /* With timestamps (ISO 8601 UTC) at the start of each line: the daemon's format. */
 void sealvm_log_set_timestamps(bool on);
 
+/*
+ * The log writer, for servers: from start to stop, lines go to a buffer of
+ * @buffer_bytes (at least 4096) and one thread writes them to stderr, in
+ * order, whole, so that a stalled write(2) (a busy disk) holds that thread
+ * and not the callers; a full buffer makes callers wait (no line is dropped).
+ * stop writes what is left and returns to writing each line directly.
+ * Errors: -EALREADY (running), -ENOMEM, or pthread_create's.
+ */
+int sealvm_log_writer_start(size_t buffer_bytes);
+void sealvm_log_writer_stop(void);
+
 void sealvm_log(enum sealvm_log_level level, const char *fmt, ...) _printf_(2, 3);
 void sealvm_vlog(enum sealvm_log_level level, const char *fmt, va_list ap) _printf_(2, 0);
 
