@@ -100,6 +100,16 @@ int audit_store_log_limit(sqlite3 *conn, struct audit_log_limit *ret, struct sea
 int audit_store_scan_all_at(sqlite3 *conn, const struct audit_log_limit *limit, audit_row_fn fn,
 			    void *userdata, struct sealvm_err *err);
 
+/*
+ * Walks the records of a segment's bytes @buf[0..n), calling @fn (may be
+ * NULL) for each whole one until it returns non-zero; returns where the whole
+ * records end. *ret_damaged: what follows is not what a crash leaves (a whole
+ * record comes after a bad one). @strs holds AUDIT_LOG_RECORD_MAX bytes.
+ */
+#define AUDIT_LOG_RECORD_MAX (70 + 5 * 65534 + AUDIT_EVENT_MAX_BYTES + 4)
+size_t audit_log_walk(const unsigned char *buf, size_t n, char *strs, audit_row_fn fn,
+		      void *userdata, bool *ret_damaged);
+
 /* Segments end past @n bytes (0: the default, 64 MiB): tests. */
 void audit_log_set_segment_bytes(size_t n);
 

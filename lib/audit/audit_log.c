@@ -59,6 +59,7 @@ static size_t segment_bytes = LOG_SEGMENT_BYTES; /* audit_log_set_segment_bytes:
 #define READ_CHUNK (256u << 10)
 /* A record: header, five fields of at most 64 KiB - 2, the event, the CRC. */
 #define RECORD_MAX (HDR_BYTES + 5 * 65534u + AUDIT_EVENT_MAX_BYTES + 4)
+_Static_assert(RECORD_MAX == AUDIT_LOG_RECORD_MAX, "the record bound, as audit_internal.h says");
 
 struct audit_log {
 	char *dir;
@@ -572,6 +573,37 @@ static void publish(struct audit_log *log)
 	pthread_mutex_unlock(&log->lock);
 }
 
+size_t audit_log_walk(const unsigned char *buf, size_t n, char *strs, audit_row_fn fn,
+		      void *userdata, bool *ret_damaged)
+{
+	size_t pos = 0;
+	for (;;) {
+		struct audit_row row;
+		long k = decode(buf + pos, n - pos, &row, strs);
+		if (k <= 0)
+			break;
+		pos += (size_t)k;
+		if (fn && fn(&row, userdata) != 0)
+			break;
+	}
+	*ret_damaged = pos < n && whole_record_after(buf + pos, n - pos, strs);
+	return pos;
+}
+
+struct walk_tail {
+	struct audit_log *log;
+	bool found;
+};
+
+static int take_tail(const struct audit_row *row, void *userdata)
+{
+	struct walk_tail *t = userdata;
+	t->log->tail_seq = row->seq;
+	memcpy(t->log->tail_chain, row->chain, AUDIT_CHAIN_SIZE);
+	t->found = true;
+	return 0;
+}
+
 /*
  * Scans the segment @first for its last whole record; cuts a torn end off
  * (when @repair). Sets *ret_size, and the log's tail when a record was found.
@@ -606,20 +638,12 @@ static int scan_segment(struct audit_log *log, int64_t first, bool repair, uint6
 			break;
 		have += (size_t)got;
 	}
-	size_t pos = 0;
-	*ret_found = false;
-	for (;;) {
-		struct audit_row row;
-		long n = decode(buf + pos, have - pos, &row, strs);
-		if (n <= 0)
-			break;
-		pos += (size_t)n;
-		log->tail_seq = row.seq;
-		memcpy(log->tail_chain, row.chain, AUDIT_CHAIN_SIZE);
-		*ret_found = true;
-	}
+	struct walk_tail t = {.log = log};
+	bool damaged = false;
+	size_t pos = audit_log_walk(buf, have, strs, take_tail, &t, &damaged);
+	*ret_found = t.found;
 	int r = 0;
-	if (pos < have && whole_record_after(buf + pos, have - pos, strs)) {
+	if (damaged) {
 		/* Not what a crash leaves: an append never lands in the middle. */
 		r = sealvm_err_set(
 			err, -EBADMSG, "AUDIT_LOG_DAMAGED",
