@@ -25,6 +25,7 @@
 
 #include "sealvm/file.h"
 #include "sealvm/http_listen.h"
+#include "sealvm/jsonout.h"
 #include "sealvm/log.h"
 #include "http_internal.h"
 
@@ -69,28 +70,6 @@ static void remote_init(struct http_request *req)
 	http_remote_address(req->conn, req->remote, sizeof(req->remote));
 }
 
-struct dumpbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static int dump_cb(const char *buf, size_t size, void *data)
-{
-	struct dumpbuf *d = data;
-	if (d->len + size + 1 > d->cap) {
-		size_t cap = MAX(d->cap * 2, d->len + size + 1);
-		cap = MAX(cap, (size_t)256);
-		char *p = realloc(d->p, cap);
-		if (!p)
-			return -1;
-		d->p = p;
-		d->cap = cap;
-	}
-	memcpy(d->p + d->len, buf, size);
-	d->len += size;
-	return 0;
-}
-
 static bool has_header(const struct http_response *resp, const char *name)
 {
 	for (unsigned i = 0; i < resp->n_headers; i++)
@@ -108,13 +87,11 @@ static enum MHD_Result send_response(struct http_request *req, struct http_respo
 	size_t len = 0;
 
 	if (resp->body) {
-		struct dumpbuf d = {0};
-		if (json_dump_callback(resp->body, dump_cb, &d, JSON_COMPACT) == 0) {
-			len = d.len;
-			r = MHD_create_response_from_buffer(len, d.p, MHD_RESPMEM_MUST_FREE);
-		}
+		char *text = sealvm_json_compact(resp->body, 1, &len);
+		if (text)
+			r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 		if (!r)
-			free(d.p);
+			free(text);
 	} else if (resp->raw_body) {
 		len = resp->raw_len;
 		r = MHD_create_response_from_buffer(len, resp->raw_body, MHD_RESPMEM_MUST_FREE);
