@@ -363,8 +363,7 @@ int audit_log_reader_open(sqlite3 *conn, struct audit_log_reader **ret, struct s
 	if (!path || !*path)
 		return 0; /* in memory: no log */
 	struct audit_log_reader *r = calloc(1, sizeof(*r));
-	if (!r || !(r->dir = log_dir_for(path)) || !(r->buf = malloc(READ_CHUNK + RECORD_MAX)) ||
-	    !(r->strs = malloc(RECORD_MAX))) {
+	if (!r || !(r->dir = log_dir_for(path))) {
 		audit_log_reader_close(r);
 		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory reading the event log");
 	}
@@ -460,6 +459,11 @@ static int open_next(struct audit_log_reader *r, struct sealvm_err *err)
 
 int audit_log_reader_seek(struct audit_log_reader *r, int64_t after_seq, struct sealvm_err *err)
 {
+	/* The buffers only for a reader that reads (a snapshot alone needs none). */
+	if (!r->buf && !(r->buf = malloc(READ_CHUNK + RECORD_MAX)))
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory reading the event log");
+	if (!r->strs && !(r->strs = malloc(RECORD_MAX)))
+		return sealvm_err_set(err, -ENOMEM, NULL, "out of memory reading the event log");
 	free(r->segs);
 	r->segs = NULL;
 	int e = list_segments(r->dir, &r->segs, &r->n_segs, err);
