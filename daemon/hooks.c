@@ -130,7 +130,9 @@ static int audit_write(struct audit_job *j, struct sealvm_err *err)
 {
 	int r = audit_record_new(&j->ev, &j->rec, err);
 	if (r >= 0)
-		r = db_write_flags(j->d->db, audit_job_run, j, DB_JOB_APPEND_ONLY, err);
+		/* The ladder's own events record nothing changed: the event log (or a row). */
+		r = db_write_flags(j->d->db, audit_job_run, j, DB_JOB_APPEND_ONLY | DB_JOB_LOG,
+				   err);
 	audit_record_free(j->rec);
 	j->rec = NULL;
 	return r;
