@@ -65,8 +65,7 @@ struct audit_log {
 	char *dir;
 	int dir_fd;    /* holds the flock that makes this process the log's one writer */
 	char *db_path; /* sqlite3_db_filename of the database it belongs to */
-	struct sealvm_db *db;
-	int fd; /* the current segment, or -1 before the first append */
+	int fd;	       /* the current segment, or -1 before the first append */
 	int64_t seg_first;
 	uint64_t size; /* durable bytes of the current segment */
 	int64_t tail_seq;
@@ -353,7 +352,6 @@ struct audit_log_reader {
 	char *strs;
 	struct audit_log_limit limit;
 	struct audit_log *log; /* this process writes it: limit is its published durable tail */
-	bool torn;	       /* the last record read was not whole */
 };
 
 int audit_log_reader_open(sqlite3 *conn, struct audit_log_reader **ret, struct sealvm_err *err)
@@ -507,10 +505,8 @@ static int torn_or_damaged(struct audit_log_reader *r, struct sealvm_err *err)
 		}
 		bool more = whole_record_after(rest, got, r->strs);
 		free(rest);
-		if (!more) {
-			r->torn = true;
-			return 0;
-		}
+		if (!more)
+			return 0; /* the end a crash left: the end */
 	}
 	return sealvm_err_set(err, -EBADMSG, "AUDIT_LOG_DAMAGED",
 			      "event log segment %020" PRId64 ".log: the record at byte %" PRIu64
@@ -809,17 +805,13 @@ static int new_segment(struct audit_log *log, int64_t first, struct sealvm_err *
 	if (fd < 0)
 		return sealvm_err_set(err, -errno, "AUDIT_LOG_ERROR", "cannot create %s: %s", p,
 				      strerror(errno));
-	int dfd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
+	if (fsync(log->dir_fd) < 0) {
 		int e = -errno;
-		if (dfd >= 0)
-			close(dfd);
 		close(fd);
 		unlink(p);
 		return sealvm_err_set(err, e, "AUDIT_LOG_ERROR", "cannot sync %s: %s", log->dir,
 				      strerror(-e));
 	}
-	close(dfd);
 	if (log->fd >= 0)
 		close(log->fd);
 	log->fd = fd;
@@ -903,7 +895,6 @@ int audit_log_open(struct sealvm_db *db, struct audit_log **ret, struct sealvm_e
 	log->fd = -1;
 	log->dir_fd = -1;
 	pthread_mutex_init(&log->lock, NULL);
-	log->db = db;
 	log->db_path = db_path;
 	log->dir = log_dir_for(path);
 	int r = 0;
@@ -1000,11 +991,9 @@ int audit_log_drop_through(sqlite3 *conn, int64_t through_seq, struct sealvm_err
 	}
 	free(segs);
 	if (r >= 0 && dropped) {
-		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			(void)fsync(dfd);
-			close(dfd);
-		}
+		char p[PATH_MAX];
+		segment_path(dir, 0, p, sizeof(p)); /* any name in it: the directory is synced */
+		(void)sealvm_fsync_parent_dir(p);
 	}
 	return r < 0 ? r : dropped;
 }

@@ -208,6 +208,21 @@ rc=0
 [ $rc -eq 1 ] && grep -q "first bad record seq" offline.err || fail "offline verify missed the edited log record $bad: $(cat offline.err)"
 pass "restart keeps state; editing one stored event (a row, a log record) makes verify (API and offline --data-dir) fail at it; SIGTERM exits 0"
 
+# --- events export: the whole trail, offline; its bad inputs -----------------------------------
+"$SEALVM" events export --data-dir data >export.jsonl || fail "events export"
+python3 - export.jsonl <<'PY' || fail "export is not every event in seq order"
+import json, sys
+seqs = [json.loads(l)["seq"] for l in open(sys.argv[1])]
+assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 20, seqs[:5]
+PY
+rc=0; "$SEALVM" events export >x.out 2>x.err || rc=$?
+[ $rc = 2 ] && grep -q -- "--data-dir" x.err && [ ! -s x.out ] || fail "export without --data-dir: rc $rc $(cat x.err)"
+rc=0; "$SEALVM" events export --data-dir nodir >x.out 2>x.err || rc=$?
+[ $rc = 1 ] && grep -q "cannot open" x.err && [ ! -s x.out ] && [ ! -e nodir ] || fail "export of a missing data dir: rc $rc $(cat x.err)"
+rc=0; "$SEALVM" events export --data-dir data extra >x.out 2>x.err || rc=$?
+[ $rc = 2 ] && grep -q "unexpected argument" x.err || fail "export with an extra argument: rc $rc"
+pass "events export --data-dir prints every event in seq order; no --data-dir, a missing dir, an extra argument: clear errors, nothing printed or created"
+
 # --- the S3 listener's settings ----------------------------------------------------------------
 # refuse_start REASON ARGS... — sealvmd must exit non-zero at start, naming REASON, on data3
 refuse_start() {
