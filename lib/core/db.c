@@ -705,6 +705,15 @@ static void fail_committed(struct db_job **jobs, size_t from, size_t to,
 	}
 }
 
+/* Fails each of @jobs[0, n) with @cause, whatever it did. */
+static void fail_jobs(struct db_job **jobs, size_t n, const struct sealvm_err *cause)
+{
+	for (size_t i = 0; i < n; i++) {
+		jobs[i]->err = *cause;
+		jobs[i]->result = cause->code;
+	}
+}
+
 /*
  * A job may leave a statement stepping (it forgot a reset or a finalize); a
  * running write statement would make RELEASE and COMMIT fail. Reset them.
@@ -804,10 +813,7 @@ static unsigned run_batch(struct sealvm_db *db, struct db_job **jobs, size_t n)
 					  db->path);
 				log_error("%s", cause.message);
 				/* Retrying per job would wait busy_timeout each: fail the rest. */
-				for (size_t j = i; j < n; j++) {
-					jobs[j]->err = cause;
-					jobs[j]->result = cause.code;
-				}
+				fail_jobs(jobs + i, n - i, &cause);
 				return commits;
 			}
 			in_txn = true;
@@ -838,40 +844,35 @@ static unsigned run_batch(struct sealvm_db *db, struct db_job **jobs, size_t n)
 /*
  * A batch of DB_JOB_LOG jobs only: the write lock (an empty transaction), the
  * log's begin, each job with conn NULL, the log's commit, the end of the
- * empty transaction. Returns true when it ran the batch (false: run it as rows).
+ * empty transaction. Returns the commits (1, or 0 when the append failed), or
+ * -1 when the batch is not one for the log (it runs as rows).
  */
-static bool run_log_batch(struct sealvm_db *db, struct db_job **jobs, size_t n)
+static int run_log_batch(struct sealvm_db *db, struct db_job **jobs, size_t n)
 {
 	const struct db_log_ops *ops = &db->log_ops;
 	struct sealvm_err cause = SEALVM_ERR_INIT;
 	int rc, r;
 
 	if (!ops->commit)
-		return false;
+		return -1;
 	for (size_t i = 0; i < n; i++)
 		if (!(jobs[i]->flags & DB_JOB_LOG))
-			return false;
+			return -1;
 
 	rc = step_once(db->st_begin);
 	if (rc != SQLITE_OK) {
 		db_errorf(db->wconn, rc, &cause, "cannot begin a write transaction on %s",
 			  db->path);
 		log_error("%s", cause.message);
-		for (size_t i = 0; i < n; i++) {
-			jobs[i]->err = cause;
-			jobs[i]->result = cause.code;
-		}
-		return true;
+		fail_jobs(jobs, n, &cause);
+		return 0;
 	}
 	r = ops->begin(ops->ctx, db->wconn, &cause);
 	if (r < 0) {
-		for (size_t i = 0; i < n; i++) {
-			jobs[i]->err = cause;
-			jobs[i]->result = r;
-		}
+		fail_jobs(jobs, n, &cause);
 		ops->abort(ops->ctx);
 		step_once(db->st_rollback);
-		return true;
+		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
 		r = jobs[i]->fn(NULL, jobs[i]->userdata, &jobs[i]->err);
@@ -889,7 +890,7 @@ static bool run_log_batch(struct sealvm_db *db, struct db_job **jobs, size_t n)
 	rc = step_once(db->st_commit);
 	if (rc != SQLITE_OK && !sqlite3_get_autocommit(db->wconn))
 		step_once(db->st_rollback);
-	return true;
+	return r < 0 ? 0 : 1;
 }
 
 /*
@@ -1026,10 +1027,8 @@ static void *writer_main(void *arg)
 		db->queued -= n;
 		pthread_mutex_unlock(&db->lock);
 
-		if (run_log_batch(db, db->batch, n))
-			commits = 1;
-		else
-			commits = run_batch(db, db->batch, n);
+		int logged = run_log_batch(db, db->batch, n);
+		commits = logged >= 0 ? (unsigned)logged : run_batch(db, db->batch, n);
 		writer_catch_up(db);
 		/*
 		 * After the batch is committed (or not): a cache entry stamped
