@@ -667,7 +667,10 @@ static void test_luks2_4096(void **state)
 			dek_path,
 			img,
 			NULL};
-	if (run(argv, NULL) != 0 && geteuid() != 0) {
+	int rc = run(argv, NULL);
+	if (rc != 0 && geteuid() == 0)
+		print_error("cryptsetup reencrypt --encrypt exited with status %d\n", rc);
+	if (rc != 0 && geteuid() != 0) {
 		/* It takes a lock in /run/cryptsetup, which only root may create. */
 		print_message(
 			"SKIP: cryptsetup reencrypt fails without root: LUKS2 payload made by "
@@ -675,7 +678,11 @@ static void test_luks2_4096(void **state)
 		skip();
 		return;
 	}
-	assert_int_equal(luks_inspect(img, &li, &err), 0);
+	int r = luks_inspect(img, &li, &err);
+	if (r != 0)
+		print_error("luks_inspect of cryptsetup's LUKS2 image: %s (%s)\n", err.message,
+			    err.reason);
+	assert_int_equal(r, 0);
 	assert_int_equal(li.sector_size, 4096);
 	assert_int_equal(li.payload_offset, 2 * MiB);
 	decrypt_to(img, out, dek, 2, &(struct luks_result){0});
