@@ -11,16 +11,21 @@
  * both, by seq; every reader (audit_store.c) merges the two in seq order.
  *
  * Layout: DIR/audit-log/<first seq, 20 digits>.log, each a run of records
- *   magic "SVE1" | length u32 | seq u64 | time_ms i64 | chain [32] |
+ *   magic "SVB1" (first of its batch) or "SVE1" | length u32 | seq u64 | time_ms i64 | chain [32] |
  *   5 × u16 field lengths (0xffff: NULL) | event length u32 |
  *   account_id action outcome target_id initiator_id | event text | crc32 u32
  * little endian; length counts the whole record; the CRC (zlib's CRC-32 of
  * everything before it) tells a torn write from a whole record, nothing more:
  * the chain MAC, checked by verify, is what detects tampering.
  *
- * Crash safety: a batch is acknowledged only after its fdatasync; a record
- * cut short by a crash can only be at the end of the last segment, and
- * opening the log for writing cuts it off (logged). The writer holds the
+ * Crash safety: a batch is acknowledged only after its fdatasync, and the
+ * next batch is written only after it; so what a crash can leave unwhole is
+ * the last batch of the last segment alone — a record cut short, or, after a
+ * power loss, any of the batch's pages missing (zeros) while later ones
+ * landed. A bad record followed only by whole records of the same batch
+ * ("SVE1") is that torn end, and opening the log for writing cuts it off
+ * (logged); a bad record followed by the first record of a later batch
+ * ("SVB1") is damage. The writer holds the
  * database's write lock (an empty BEGIN IMMEDIATE) while it appends, so a
  * row appended by another process never takes a seq the log also uses.
  *
@@ -50,7 +55,8 @@
 
 #include "audit_internal.h"
 
-#define LOG_MAGIC 0x31455653u /* "SVE1" little endian */
+#define LOG_MAGIC 0x31455653u	    /* "SVE1" little endian: a record within its batch */
+#define LOG_MAGIC_BATCH 0x31425653u /* "SVB1": the first record of a batch */
 #define LOG_DIR AUDIT_LOG_DIR
 #define LOG_SEGMENT_BYTES (64u << 20)
 static size_t segment_bytes = LOG_SEGMENT_BYTES; /* audit_log_set_segment_bytes: tests */
@@ -170,11 +176,11 @@ static size_t encoded_size(const struct audit_row *row)
 	return n;
 }
 
-static void encode(const struct audit_row *row, unsigned char *p, size_t n)
+static void encode(const struct audit_row *row, bool batch_start, unsigned char *p, size_t n)
 {
 	const char *f[5];
 	row_fields(row, f);
-	put32(p, LOG_MAGIC);
+	put32(p, batch_start ? LOG_MAGIC_BATCH : LOG_MAGIC);
 	put32(p + 4, (uint32_t)n);
 	put64(p + 8, (uint64_t)row->seq);
 	put64(p + 16, (uint64_t)row->time_ms);
@@ -200,12 +206,17 @@ static void encode(const struct audit_row *row, unsigned char *p, size_t n)
  * record (bad magic, length, CRC). Field strings are copied NUL-terminated
  * into @strs (at least RECORD_MAX bytes) and @row points into it and @p.
  */
+static bool is_magic(uint32_t m)
+{
+	return m == LOG_MAGIC || m == LOG_MAGIC_BATCH;
+}
+
 static long decode(const unsigned char *p, size_t avail, struct audit_row *row, char *strs)
 {
 	if (avail < 8)
 		return 0;
 	uint32_t len = get32(p + 4);
-	if (get32(p) != LOG_MAGIC || len < HDR_BYTES + 4 || len > RECORD_MAX)
+	if (!is_magic(get32(p)) || len < HDR_BYTES + 4 || len > RECORD_MAX)
 		return -1;
 	if (avail < len)
 		return 0;
@@ -251,14 +262,16 @@ static long decode(const unsigned char *p, size_t avail, struct audit_row *row, 
 }
 
 /*
- * Whether a whole record starts anywhere in @p[1..n): what a crash leaves at
- * the end (a record cut short, or zeros) has none; a damaged or edited
- * record followed by others has.
+ * Whether the first record of a batch starts, whole, anywhere in @p[1..n).
+ * What a crash leaves at the end has none: a record cut short, zeros, and
+ * whole records of the same torn batch (pages of one write reach the disk in
+ * any order until its fdatasync returns). A damaged or edited record followed
+ * by an acknowledged batch has.
  */
-static bool whole_record_after(const unsigned char *p, size_t n, char *strs)
+static bool later_batch_after(const unsigned char *p, size_t n, char *strs)
 {
 	for (size_t i = 1; i + 8 <= n; i++) {
-		if (get32(p + i) != LOG_MAGIC)
+		if (get32(p + i) != LOG_MAGIC_BATCH)
 			continue;
 		struct audit_row row;
 		if (decode(p + i, n - i, &row, strs) > 0)
@@ -481,7 +494,7 @@ int audit_log_reader_seek(struct audit_log_reader *r, int64_t after_seq, struct 
 
 /*
  * At a record that does not decode, at @r->off + @r->bpos of the open
- * segment: the end a crash left (the last segment, no whole record after it,
+ * segment: the end a crash left (the last segment, no later batch after it,
  * and not below what the writer published as durable) is the end; anything
  * else is damage, -EBADMSG naming where.
  */
@@ -503,7 +516,7 @@ static int torn_or_damaged(struct audit_log_reader *r, struct sealvm_err *err)
 				break;
 			got += (size_t)k;
 		}
-		bool more = whole_record_after(rest, got, r->strs);
+		bool more = later_batch_after(rest, got, r->strs);
 		free(rest);
 		if (!more)
 			return 0; /* the end a crash left: the end */
@@ -586,7 +599,7 @@ size_t audit_log_walk(const unsigned char *buf, size_t n, char *strs, audit_row_
 		if (fn && fn(&row, userdata) != 0)
 			break;
 	}
-	*ret_damaged = pos < n && whole_record_after(buf + pos, n - pos, strs);
+	*ret_damaged = pos < n && later_batch_after(buf + pos, n - pos, strs);
 	return pos;
 }
 
@@ -782,7 +795,7 @@ int audit_log_stage(struct audit_log *log, const struct audit_row *row, struct s
 		log->buf = b;
 		log->cap = cap;
 	}
-	encode(row, (unsigned char *)log->buf + log->len, n);
+	encode(row, log->len == 0, (unsigned char *)log->buf + log->len, n);
 	log->len += n;
 	log->stage_seq = row->seq;
 	memcpy(log->stage_chain, row->chain, AUDIT_CHAIN_SIZE);

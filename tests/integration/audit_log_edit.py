@@ -25,7 +25,7 @@ def records(buf):
     off = 0
     while off + HDR <= len(buf):
         magic, n = struct.unpack_from("<II", buf, off)
-        if magic != 0x31455653 or off + n > len(buf):
+        if magic not in (0x31425653, 0x31455653) or off + n > len(buf):  # SVB1, SVE1
             return
         seq = struct.unpack_from("<Q", buf, off + 8)[0]
         yield off, n, seq

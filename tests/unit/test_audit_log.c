@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -320,6 +321,20 @@ static void fix_crc(unsigned char *b, size_t off)
 		b[off + n - 4 + i] = (unsigned char)(c >> (8 * i));
 }
 
+/* The log refuses to open for writing on damage (the daemon does not start); the db closed. */
+static void assert_log_damaged(struct fixture *f)
+{
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	assert_int_equal(db_open(path_in(f, "sealvm.db"), audit_migrations, audit_n_migrations,
+				 NULL, &f->db, &err),
+			 0);
+	assert_int_equal(audit_log_open(f->db, &f->log, &err), -EBADMSG);
+	assert_string_equal(err.reason, "AUDIT_LOG_DAMAGED");
+	assert_null(f->log);
+	db_close(f->db);
+	f->db = NULL;
+}
+
 static void test_tampered_record_is_found(void **state)
 {
 	struct fixture *f = *state;
@@ -354,13 +369,7 @@ static void test_tampered_record_is_found(void **state)
 	assert_int_equal(res.first_bad_seq, 3);
 	assert_non_null(strstr(res.why, "damaged"));
 	/* Nor does the daemon start appending behind it. */
-	struct sealvm_err err = SEALVM_ERR_INIT;
-	assert_int_equal(db_open(path_in(f, "sealvm.db"), audit_migrations, audit_n_migrations,
-				 NULL, &f->db, &err),
-			 0);
-	assert_int_equal(audit_log_open(f->db, &f->log, &err), -EBADMSG);
-	assert_string_equal(err.reason, "AUDIT_LOG_DAMAGED");
-	assert_null(f->log);
+	assert_log_damaged(f);
 
 	/* A record removed from the middle: the gap is named. */
 	size_t off5 = record_at(orig, len, 5);
@@ -374,8 +383,6 @@ static void test_tampered_record_is_found(void **state)
 	write_segment(path, orig, len);
 	assert_int_equal(verify_offline(f, &res), 0);
 	assert_int_equal(res.head_seq, 6);
-	db_close(f->db);
-	f->db = NULL;
 	open_all(f);
 	free(b);
 	free(orig);
@@ -409,6 +416,150 @@ static void test_torn_tail_is_cut_off(void **state)
 	assert_int_equal(event(f, true, "acctA", "kms.secrets.read"), 5);
 	assert_int_equal(verify_live(f, &res), 0);
 	assert_int_equal(res.head_seq, 5);
+	free(b);
+	free(orig);
+}
+
+/* ---- a batch of several records, torn by a power loss ---- */
+
+struct gate {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool open, running;
+	int done;
+};
+
+static int gated_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
+{
+	struct gate *g = userdata;
+	pthread_mutex_lock(&g->m);
+	g->running = true; /* its batch is formed: jobs queued from now on make the next */
+	pthread_cond_broadcast(&g->c);
+	while (!g->open)
+		pthread_cond_wait(&g->c, &g->m);
+	pthread_mutex_unlock(&g->m);
+	struct ev_job j = {"acctA", "kms.secrets.read", 0, false};
+	return ev_run(conn, &j, err);
+}
+
+static int async_run(sqlite3 *conn, void *userdata, struct sealvm_err *err)
+{
+	return ev_run(conn, userdata, err);
+}
+
+static void async_done(void *arg, int result, const struct sealvm_err *err)
+{
+	struct gate *g = arg;
+	assert_int_equal(result, 0);
+	pthread_mutex_lock(&g->m);
+	g->done++;
+	pthread_cond_broadcast(&g->c);
+	pthread_mutex_unlock(&g->m);
+}
+
+static uint32_t magic_at(const unsigned char *b, size_t off)
+{
+	return b[off] | b[off + 1] << 8 | b[off + 2] << 16 | (uint32_t)b[off + 3] << 24;
+}
+
+#define SVB1 0x31425653u
+#define SVE1 0x31455653u
+
+/*
+ * Events 1-2 one batch each, 3 alone (the writer held in it), 4-6 queued
+ * meanwhile: one batch of three. Returns the segment, records 4-6 checked to
+ * be one batch.
+ */
+static unsigned char *write_batches(struct fixture *f, char *path, size_t size, size_t *len)
+{
+	struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, 0};
+	struct ev_job later[3] = {{"acctA", "kms.secrets.read", 0, false},
+				  {"acctA", "kms.secrets.read", 0, false},
+				  {"acctA", "kms.secrets.read", 0, false}};
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	event(f, true, "acctA", "kms.secrets.read");
+	event(f, true, "acctA", "kms.secrets.read");
+	assert_int_equal(db_write_async(f->db, gated_run, &g, DB_JOB_APPEND_ONLY | DB_JOB_LOG,
+					async_done, &g, &err),
+			 0);
+	pthread_mutex_lock(&g.m);
+	while (!g.running)
+		pthread_cond_wait(&g.c, &g.m);
+	pthread_mutex_unlock(&g.m);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(db_write_async(f->db, async_run, &later[i],
+						DB_JOB_APPEND_ONLY | DB_JOB_LOG, async_done, &g,
+						&err),
+				 0);
+	pthread_mutex_lock(&g.m);
+	g.open = true;
+	pthread_cond_broadcast(&g.c);
+	while (g.done < 4)
+		pthread_cond_wait(&g.c, &g.m);
+	pthread_mutex_unlock(&g.m);
+	close_all(f);
+
+	unsigned char *b = read_segment(f, path, size, len);
+	assert_int_equal(magic_at(b, record_at(b, *len, 1)), SVB1);
+	assert_int_equal(magic_at(b, record_at(b, *len, 2)), SVB1);
+	assert_int_equal(magic_at(b, record_at(b, *len, 4)), SVB1);
+	assert_int_equal(magic_at(b, record_at(b, *len, 5)), SVE1);
+	assert_int_equal(magic_at(b, record_at(b, *len, 6)), SVE1);
+	return b;
+}
+
+static void test_torn_last_batch(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	size_t len;
+	unsigned char *orig = write_batches(f, path, sizeof(path), &len);
+	unsigned char *b = malloc(len);
+	assert_non_null(b);
+	struct audit_verify_result res;
+	size_t off4 = record_at(orig, len, 4), off5 = record_at(orig, len, 5);
+
+	/*
+	 * A power loss during the last batch's fdatasync: its first page never
+	 * reached the disk (zeros), later ones did. Never acknowledged: the end.
+	 */
+	memcpy(b, orig, len);
+	memset(b + off4, 0, off5 + 10 - off4);
+	write_segment(path, b, len);
+	assert_int_equal(verify_offline(f, &res), 0);
+	assert_int_equal(res.head_seq, 3);
+	open_all(f); /* cuts the batch off */
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal((size_t)st.st_size, off4);
+	assert_int_equal(event(f, true, "acctA", "kms.secrets.read"), 4);
+	assert_int_equal(verify_live(f, &res), 0);
+	close_all(f);
+
+	/* The hole inside the batch, after its first record: cut there. */
+	memcpy(b, orig, len);
+	memset(b + off5 + 8, 0, 100);
+	write_segment(path, b, len);
+	assert_int_equal(verify_offline(f, &res), 0);
+	assert_int_equal(res.head_seq, 4);
+	open_all(f);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal((size_t)st.st_size, off5);
+	close_all(f);
+
+	/* The same hole in batch 3, which batch 4-6 follows: damage, not a crash. */
+	memcpy(b, orig, len);
+	size_t off3 = record_at(orig, len, 3);
+	memset(b + off3 + 8, 0, 100);
+	write_segment(path, b, len);
+	assert_int_equal(verify_offline(f, &res), -EBADMSG);
+	assert_int_equal(res.first_bad_seq, 3);
+	assert_log_damaged(f);
+
+	write_segment(path, orig, len);
+	open_all(f);
+	assert_int_equal(verify_live(f, &res), 0);
+	assert_int_equal(res.head_seq, 6);
 	free(b);
 	free(orig);
 }
@@ -505,6 +656,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_tampered_record_is_found, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail_is_cut_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_last_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_segments_and_pruning, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_batch_errors, setup, teardown),
 	};
