@@ -416,6 +416,19 @@ static void test_torn_tail_is_cut_off(void **state)
 	assert_int_equal(event(f, true, "acctA", "kms.secrets.read"), 5);
 	assert_int_equal(verify_live(f, &res), 0);
 	assert_int_equal(res.head_seq, 5);
+	/* Appends overwrite zeros written ahead; a clean stop gives them back. */
+	assert_int_equal(stat(path, &st), 0);
+	assert_true((size_t)st.st_size > len + 4096);
+	close_all(f);
+	size_t len5;
+	unsigned char *b5 = read_segment(f, path, sizeof(path), &len5);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal((size_t)st.st_size, len5);
+	size_t off5 = record_at(b5, len5, 5);
+	assert_int_equal(off5, len);
+	assert_int_equal(off5 + (b5[off5 + 4] | b5[off5 + 5] << 8), len5);
+	open_all(f);
+	free(b5);
 	free(b);
 	free(orig);
 }
