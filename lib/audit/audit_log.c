@@ -65,9 +65,9 @@ static size_t segment_bytes = LOG_SEGMENT_BYTES; /* audit_log_set_segment_bytes:
 #define READ_CHUNK (256u << 10)
 /*
  * Appends overwrite zeros written ahead, this much at a time: an fdatasync
- * that only overwrites blocks commits no metadata (half the time of one that
- * grows the file, bench/http_ceiling's log mode), and the file grows, with a
- * journal commit, once per ROOM_BYTES.
+ * that only overwrites blocks writes no inode (the file's size is unchanged:
+ * half the time of one that grows the file here, bench/http_ceiling's log
+ * mode), and the file grows, size and all, once per ROOM_BYTES.
  */
 #define ROOM_BYTES (1u << 20)
 /* A record: header, five fields of at most 64 KiB - 2, the event, the CRC. */
