@@ -82,6 +82,7 @@ struct audit_log {
 	int64_t seg_first;
 	uint64_t size; /* durable bytes of the current segment */
 	uint64_t room; /* the file's length: [size, room) is zeros written ahead */
+	bool roomless; /* zeros could not be written ahead (said once) */
 	int64_t tail_seq;
 	unsigned char tail_chain[AUDIT_CHAIN_SIZE];
 	bool broken; /* a failed write could not be undone: every append fails */
@@ -863,13 +864,17 @@ static int drop_room(struct audit_log *log, struct sealvm_err *err)
 	return 0;
 }
 
-/* Writes zeros ahead so that the next @need bytes overwrite blocks (synced with the batch). */
-static int make_room(struct audit_log *log, uint64_t need, struct sealvm_err *err)
+/*
+ * Writes zeros ahead so that the next @need bytes overwrite blocks (synced
+ * with the batch). Only a speed-up: when the disk cannot take them (full),
+ * the batch grows the file itself, and fails only if it does not fit either.
+ */
+static void make_room(struct audit_log *log, uint64_t need)
 {
 	static const char zeros[64u << 10];
 	uint64_t want = log->size + need;
 	if (want <= log->room)
-		return 0;
+		return;
 	uint64_t from = MAX(log->room, want); /* the batch itself overwrites [room, want) */
 	uint64_t to = MIN(want + ROOM_BYTES, MAX((uint64_t)segment_bytes, want));
 	while (from < to) {
@@ -877,14 +882,19 @@ static int make_room(struct audit_log *log, uint64_t need, struct sealvm_err *er
 		ssize_t w = pwrite(log->fd, zeros, n, (off_t)from);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
-			return sealvm_err_set(err, w < 0 ? -errno : -EIO, "AUDIT_LOG_ERROR",
-					      "cannot write ahead in the event log: %s",
-					      w < 0 ? strerror(errno) : "short write");
+		if (w <= 0) {
+			if (!log->roomless)
+				log_warning("audit log: cannot write zeros ahead (%s); appending "
+					    "without them",
+					    w < 0 ? strerror(errno) : "short write");
+			log->roomless = true;
+			break;
+		}
 		from += (uint64_t)w;
 	}
-	log->room = MAX(to, want);
-	return 0;
+	if (from >= to)
+		log->roomless = false;
+	log->room = from;
 }
 
 static int log_commit(void *ctx, struct sealvm_err *err)
@@ -901,7 +911,7 @@ static int log_commit(void *ctx, struct sealvm_err *err)
 			r = new_segment(log, first, err);
 	}
 	if (r == 0)
-		r = make_room(log, log->len, err);
+		make_room(log, log->len);
 	size_t done = 0;
 	while (r == 0 && done < log->len) {
 		ssize_t w = pwrite(log->fd, log->buf + done, log->len - done,

@@ -699,8 +699,10 @@ static void fail_committed(struct db_job **jobs, size_t from, size_t to,
 	for (size_t i = from; i < to; i++) {
 		if (jobs[i]->result < 0)
 			continue; /* its own error says more, and it took no effect either way */
+		/* A full disk stays what it is (503: retry later); else an I/O error. */
+		int code = cause->code == -ENOSPC || cause->code == -EDQUOT ? cause->code : -EIO;
 		sealvm_err_clear(&jobs[i]->err);
-		jobs[i]->result = sealvm_err_set(&jobs[i]->err, -EIO, "DB_COMMIT_FAILED",
+		jobs[i]->result = sealvm_err_set(&jobs[i]->err, code, "DB_COMMIT_FAILED",
 						 "the write was not committed: %s", cause->message);
 	}
 }
