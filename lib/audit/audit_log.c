@@ -11,8 +11,9 @@
  * both, by seq; every reader (audit_store.c) merges the two in seq order.
  *
  * Layout: DIR/audit-log/<first seq, 20 digits>.log, each a run of records
- *   magic "SVB1" (first of its batch) or "SVE1" | length u32 | seq u64 | time_ms i64 | chain [32] |
- *   5 × u16 field lengths (0xffff: NULL) | event length u32 |
+ *   magic "SVB1" (the first of its batch) or "SVE1" | length u32 | seq u64 |
+ *   time_ms i64 | chain [32] | 5 × u16 field lengths (0xffff: NULL) |
+ *   event length u32 |
  *   account_id action outcome target_id initiator_id | event text | crc32 u32
  * little endian; length counts the whole record; the CRC (zlib's CRC-32 of
  * everything before it) tells a torn write from a whole record, nothing more:
@@ -25,9 +26,12 @@
  * landed. A bad record followed only by whole records of the same batch
  * ("SVE1") is that torn end, and opening the log for writing cuts it off
  * (logged); a bad record followed by the first record of a later batch
- * ("SVB1") is damage. The writer holds the
- * database's write lock (an empty BEGIN IMMEDIATE) while it appends, so a
- * row appended by another process never takes a seq the log also uses.
+ * ("SVB1") is damage. Appends overwrite zeros written ahead (make_room),
+ * which readers take for a torn end too; a clean stop cuts them off.
+ *
+ * The writer holds the database's write lock (an empty BEGIN IMMEDIATE)
+ * while it appends, so a row appended by another process never takes a seq
+ * the log also uses.
  *
  * Readers in the process that writes read up to the published durable tail;
  * other processes (the offline verify) read every whole record.
