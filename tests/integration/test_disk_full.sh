@@ -20,9 +20,9 @@ TOK=$(token owner.key)
 # Fill the file system, then read until the event log has no room left.
 dd if=/dev/zero of=fs/filler bs=64k status=none 2>/dev/null || true
 [ "$(df --output=avail fs | tail -1)" -eq 0 ] || fail "the filler did not fill the disk"
-python3 - "$PORT" "$TOK" >reads.out <<'PY' || fail "reads on a full disk: $(cat reads.out)"
-import http.client, json, sys
-port, tok = int(sys.argv[1]), sys.argv[2]
+SEALVM_TEST_TOKEN=$TOK python3 - "$PORT" >reads.out <<'PY' || fail "reads on a full disk: $(cat reads.out)"
+import http.client, json, os, sys
+port, tok = int(sys.argv[1]), os.environ["SEALVM_TEST_TOKEN"]  # not in argv
 c = http.client.HTTPConnection("127.0.0.1", port)
 ok = 0
 for _ in range(50000):
