@@ -87,7 +87,12 @@ PY
 )
 [ "$lists" = "$ok" ] || fail "$ok reads answered, $lists recorded"
 start_daemon fs/data d2.log
+TOK1=$TOK
 TOK=$(token owner.key)
 [ "$(api GET /v1/serviceids)" = 200 ] || fail "restart after a full disk"
 stop_daemon
+# The error paths of a full disk log no credential.
+for secret in "$TOK1" "$TOK" "$(cat owner.key)"; do
+	! grep -rqF -- "$secret" fs/data d.log d2.log || fail "a credential in the data dir or the logs"
+done
 pass "the chain verifies; one event per answered read ($ok), none for a refused one; restarts clean"

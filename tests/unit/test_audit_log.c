@@ -335,16 +335,22 @@ static void assert_log_damaged(struct fixture *f)
 	f->db = NULL;
 }
 
+/* @n read events through the log, the log closed: its one segment, read (path in @path). */
+static unsigned char *events_then_segment(struct fixture *f, int n, char *path, size_t size,
+					  size_t *len)
+{
+	for (int i = 0; i < n; i++)
+		event(f, true, "acctA", "kms.secrets.read");
+	close_all(f);
+	return read_segment(f, path, size, len);
+}
+
 static void test_tampered_record_is_found(void **state)
 {
 	struct fixture *f = *state;
-	for (int i = 0; i < 6; i++)
-		event(f, true, "acctA", "kms.secrets.read");
-	close_all(f);
-
 	char path[512];
 	size_t len;
-	unsigned char *orig = read_segment(f, path, sizeof(path), &len);
+	unsigned char *orig = events_then_segment(f, 6, path, sizeof(path), &len);
 	unsigned char *b = malloc(len);
 	assert_non_null(b);
 	struct audit_verify_result res;
@@ -391,13 +397,9 @@ static void test_tampered_record_is_found(void **state)
 static void test_torn_tail_is_cut_off(void **state)
 {
 	struct fixture *f = *state;
-	for (int i = 0; i < 4; i++)
-		event(f, true, "acctA", "kms.secrets.read");
-	close_all(f);
-
 	char path[512];
 	size_t len;
-	unsigned char *orig = read_segment(f, path, sizeof(path), &len);
+	unsigned char *orig = events_then_segment(f, 4, path, sizeof(path), &len);
 	/* A crash in the middle of an append: half of a record copied at the end, then zeros. */
 	unsigned char *b = calloc(1, len + 200);
 	assert_non_null(b);

@@ -65,10 +65,12 @@ static sqlite3_io_methods faulty_wal_methods;
 static const sqlite3_io_methods *real_wal_methods;
 static pthread_mutex_t faulty_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* fail_wal_sync: 0 syncs, 1 fails as an I/O error, 2 as a full disk. */
 static int faulty_sync(sqlite3_file *f, int flags)
 {
-	if (atomic_load(&fail_wal_sync))
-		return SQLITE_IOERR_FSYNC;
+	int how = atomic_load(&fail_wal_sync);
+	if (how)
+		return how == 2 ? SQLITE_FULL : SQLITE_IOERR_FSYNC;
 	return real_wal_methods->xSync(f, flags);
 }
 
@@ -874,6 +876,30 @@ static void test_commit_failure(void **state)
 	db_close(db);
 }
 
+static int job_rows_then_fill_disk(sqlite3 *c, void *ud, struct sealvm_err *err)
+{
+	int r = job_rows(c, ud, err);
+	atomic_store(&fail_wal_sync, 2); /* this batch's COMMIT finds the disk full */
+	return r;
+}
+
+/* A COMMIT that fails on a full disk says so (-ENOSPC: the API answers 503, retry later). */
+static void test_commit_on_full_disk(void **state)
+{
+	struct sealvm_err err = SEALVM_ERR_INIT;
+	struct sealvm_db *db = open_test_db("full.db", 1, 0);
+	struct rows_job a = {.job = 50, .nrows = 2}, b = {.job = 51, .nrows = 2};
+	int r = db_write(db, job_rows_then_fill_disk, &a, &err);
+	atomic_store(&fail_wal_sync, 0);
+	assert_int_equal(r, -ENOSPC);
+	assert_string_equal(err.reason, "DB_COMMIT_FAILED");
+	assert_int_equal(rows_of(db, 50), 0);
+	sealvm_err_clear(&err);
+	assert_int_equal(db_write(db, job_rows, &b, &err), 0); /* space is back */
+	assert_int_equal(rows_of(db, 51), 2);
+	db_close(db);
+}
+
 /* --- readers ----------------------------------------------------------------- */
 
 static void test_readers_see_committed_only(void **state)
@@ -1471,6 +1497,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_job_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_on_full_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoints_outside_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readers_see_committed_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_pool_stress, setup, teardown),
